@@ -1,0 +1,56 @@
+//! The default app: what `ringo serve` answers with no configuration.
+//!
+//! | request            | answer |
+//! |--------------------|--------|
+//! | `GET /ping`        | `{"message":"pong"}` and a background task on the same shard |
+//! | `GET /plaintext`   | `Hello, World!` |
+//! | `GET /json`        | `{"message":"Hello, World!"}`, serialized per request |
+//! | `GET /users/:id`   | `{"id":"<decoded id>"}` |
+//! | `POST /echo`       | the posted JSON re-serialized; 400 invalid JSON, 411 no length, 413 too large |
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::router::{RouteError, Router};
+
+#[derive(Serialize)]
+struct Message<'a> {
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct User<'a> {
+    id: &'a str,
+}
+
+/// Builds the default app's router.
+pub fn default_app() -> Result<Router, RouteError> {
+    let mut r = Router::new();
+    r.get("/ping", ping)?;
+    r.get("/plaintext", |c: &mut Context| c.string(200, "Hello, World!"))?;
+    r.get("/json", |c: &mut Context| c.json(200, &Message { message: "Hello, World!" }))?;
+    r.get("/users/:id", |c: &mut Context| c.json(200, &User { id: c.param("id") }))?;
+    r.post("/echo", echo)?;
+    Ok(r)
+}
+
+fn ping(c: &mut Context) {
+    // Gin's `go func()` example: work that outlives the request, on this shard.
+    let shard = c.shard_id();
+    let spawned = c.spawn(async move {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+        tracing::debug!(shard, "background task after /ping finished");
+    });
+    if spawned.is_err() {
+        tracing::debug!(shard, "background task rejected: shard at its limit");
+    }
+    c.json(200, &Message { message: "pong" });
+}
+
+fn echo(c: &mut Context) {
+    if let Ok(doc) = c.bind_json::<simd_json::OwnedValue>() {
+        c.json(200, &doc);
+    }
+}

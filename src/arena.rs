@@ -1,0 +1,189 @@
+//! Per-connection bump arenas: the futures of a middleware chain and typed request values.
+//!
+//! This is the one module where ringo erases types by hand, so all of its `unsafe` lives
+//! here. Both arenas are reset after every response, which keeps the steady state free
+//! of heap allocation: a reset bump arena keeps its largest chunk.
+//!
+//! Invariant: nothing allocated here outlives the `reset` that follows its request; the
+//! borrow checker enforces it, because every handle borrows the arena and `reset` needs
+//! `&mut self`.
+
+use std::any::TypeId;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context as TaskContext, Poll};
+
+use bumpalo::Bump;
+
+/// Holds the futures of one request's middleware chain.
+#[derive(Debug, Default)]
+pub(crate) struct FutureArena {
+    bump: Bump,
+}
+
+impl FutureArena {
+    pub(crate) fn new() -> FutureArena {
+        FutureArena { bump: Bump::with_capacity(1024) }
+    }
+
+    /// Moves `fut` into the arena and returns an owning, pinned handle to it.
+    pub(crate) fn alloc<'a, F>(&'a self, fut: F) -> ArenaFuture<'a>
+    where
+        F: Future<Output = ()> + 'a,
+    {
+        let slot: &'a mut F = self.bump.alloc(fut);
+        let erased: &'a mut (dyn Future<Output = ()> + 'a) = slot;
+        ArenaFuture { ptr: NonNull::from(erased), _arena: PhantomData }
+    }
+
+    /// Frees everything at once. Every `ArenaFuture` has been dropped (they borrow `self`).
+    pub(crate) fn reset(&mut self) {
+        self.bump.reset();
+    }
+}
+
+/// An owning handle to a future stored in a [`FutureArena`]; drops it in place.
+pub(crate) struct ArenaFuture<'a> {
+    /// Invariant: points to a live, initialised future inside the arena that no one
+    /// else references, and that is never moved (bump memory stays put until `reset`).
+    ptr: NonNull<dyn Future<Output = ()> + 'a>,
+    _arena: PhantomData<&'a FutureArena>,
+}
+
+impl Future for ArenaFuture<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // SAFETY: by the field invariant the pointee is live and exclusively ours, and
+        // it never moves while the handle exists, so pinning it is sound.
+        let fut = unsafe { Pin::new_unchecked(&mut *self.get_mut().ptr.as_ptr()) };
+        fut.poll(cx)
+    }
+}
+
+impl Drop for ArenaFuture<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the pointee is live and owned by this handle alone; the arena never
+        // runs destructors itself, so this is the one drop it gets.
+        unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+    }
+}
+
+/// A typed value stored for one request (`Context::set` / `Context::get`).
+struct Slot {
+    type_id: TypeId,
+    /// Invariant: points to a live `T` with `TypeId::of::<T>() == type_id`, in `bump`.
+    ptr: NonNull<()>,
+    drop_fn: unsafe fn(NonNull<()>),
+}
+
+/// Typed per-request values, one per type, stored in a bump arena.
+#[derive(Default)]
+pub(crate) struct ValueArena {
+    bump: Bump,
+    slots: Vec<Slot>,
+}
+
+impl std::fmt::Debug for ValueArena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueArena").field("values", &self.slots.len()).finish()
+    }
+}
+
+/// # Safety
+/// `ptr` must point to a live `T` that is not used again.
+unsafe fn drop_value<T>(ptr: NonNull<()>) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::ptr::drop_in_place(ptr.cast::<T>().as_ptr()) }
+}
+
+impl ValueArena {
+    /// Stores `value`, replacing (and dropping) an earlier value of the same type.
+    pub(crate) fn set<T: 'static>(&mut self, value: T) {
+        let type_id = TypeId::of::<T>();
+        let ptr = NonNull::from(self.bump.alloc(value)).cast::<()>();
+        let slot = Slot { type_id, ptr, drop_fn: drop_value::<T> };
+        if let Some(old) = self.slots.iter_mut().find(|s| s.type_id == type_id) {
+            let previous = std::mem::replace(old, slot);
+            // SAFETY: `previous` held a live value of its type and is now unreachable.
+            unsafe { (previous.drop_fn)(previous.ptr) };
+        } else {
+            self.slots.push(slot);
+        }
+    }
+
+    /// The stored value of type `T`, if any.
+    pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
+        let type_id = TypeId::of::<T>();
+        let slot = self.slots.iter().find(|s| s.type_id == type_id)?;
+        // SAFETY: the slot's type id is `T`'s, so the pointee is a live `T` (invariant).
+        Some(unsafe { slot.ptr.cast::<T>().as_ref() })
+    }
+
+    /// The stored value of type `T`, mutably.
+    pub(crate) fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        let type_id = TypeId::of::<T>();
+        let slot = self.slots.iter_mut().find(|s| s.type_id == type_id)?;
+        // SAFETY: as in `get`; `&mut self` makes the access exclusive.
+        Some(unsafe { slot.ptr.cast::<T>().as_mut() })
+    }
+
+    /// Drops every value and frees the arena.
+    pub(crate) fn reset(&mut self) {
+        if self.slots.is_empty() {
+            return;
+        }
+        for slot in self.slots.drain(..) {
+            // SAFETY: each slot holds a live value that is dropped exactly once here.
+            unsafe { (slot.drop_fn)(slot.ptr) };
+        }
+        self.bump.reset();
+    }
+}
+
+impl Drop for ValueArena {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn values_are_typed_replaced_and_dropped() {
+        let tracker = Rc::new(());
+        let mut arena = ValueArena::default();
+        arena.set(Rc::clone(&tracker));
+        arena.set(7u32);
+        arena.set(Rc::clone(&tracker)); // replaces, dropping the first clone
+        assert_eq!(Rc::strong_count(&tracker), 2);
+        assert_eq!(arena.get::<u32>(), Some(&7));
+        *arena.get_mut::<u32>().expect("set") += 1;
+        assert_eq!(arena.get::<u32>(), Some(&8));
+        assert!(arena.get::<String>().is_none());
+        arena.reset();
+        assert_eq!(Rc::strong_count(&tracker), 1);
+        assert!(arena.get::<u32>().is_none());
+    }
+
+    #[test]
+    fn futures_run_and_drop_in_the_arena() {
+        let tracker = Rc::new(());
+        let mut arena = FutureArena::new();
+        {
+            let t = Rc::clone(&tracker);
+            let fut = arena.alloc(async move {
+                let _keep = t;
+            });
+            assert_eq!(Rc::strong_count(&tracker), 2);
+            drop(fut); // never polled: still dropped
+        }
+        assert_eq!(Rc::strong_count(&tracker), 1);
+        arena.reset();
+    }
+}

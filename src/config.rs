@@ -1,0 +1,256 @@
+//! Configuration: embedded defaults, then a TOML file, then `RINGO_*` environment
+//! variables, then command-line flags; each layer overrides the one before.
+//!
+//! Environment variables name a key: `RINGO_LISTEN`, `RINGO_SHARDS`, … for the
+//! `[server]` table and `RINGO_LIMITS_MAX_BODY_BYTES`, … for `[limits]`. Their values
+//! are read as TOML values (numbers, booleans), or as strings when they are not one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::Limits;
+use crate::server::{IoBackend, ServerConfig};
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Data listener address.
+    pub listen: String,
+    /// Admin listener address (health, metrics); loopback by default.
+    pub admin: String,
+    /// Number of shards; 0 means one per CPU in the affinity mask.
+    pub shards: usize,
+    /// Cores for the shards, e.g. `"0-3,6"`; empty means the affinity mask.
+    pub cores: String,
+    /// Pin each shard thread to its core.
+    pub pin: bool,
+    /// `auto`, `uring` or `epoll`.
+    pub io_backend: IoBackend,
+    /// Listen backlog per shard.
+    pub backlog: u32,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `ringo=debug`.
+    pub log: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "0.0.0.0:8080".into(),
+            admin: "127.0.0.1:9090".into(),
+            shards: 0,
+            cores: String::new(),
+            pin: true,
+            io_backend: IoBackend::Auto,
+            backlog: 4096,
+            drain_timeout_ms: 10_000,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listener, shards and runtime.
+    pub server: ServerSection,
+    /// Request limits and timeouts.
+    pub limits: Limits,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The system error.
+        source: std::io::Error,
+    },
+    /// The file is not valid, or a key has the wrong type or is unknown.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// An environment variable does not fit its key.
+    #[error("invalid environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-typed but unusable.
+    #[error("invalid value for {key}: {message}")]
+    Value {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if given), then by `RINGO_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Value {
+            key: "defaults",
+            message: e.to_string(),
+        })?;
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+            // Parse into `Config` first so errors point at the file's own lines.
+            let from_file: Config = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+            table = toml::Table::try_from(from_file)
+                .map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })?;
+        }
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("RINGO_") else { continue };
+            let key = key.to_ascii_lowercase();
+            let (section, field) = match key.strip_prefix("limits_") {
+                Some(field) => ("limits", field.to_owned()),
+                None => ("server", key),
+            };
+            let Some(toml::Value::Table(t)) = table.get_mut(section) else { continue };
+            if !t.contains_key(&field) {
+                return Err(ConfigError::Env { var, message: format!("no key `{section}.{field}`") });
+            }
+            let parsed = value
+                .parse::<toml::Value>()
+                .ok()
+                .or_else(|| format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")))
+                .unwrap_or(toml::Value::String(value.clone()));
+            t.insert(field, parsed);
+            let check: Result<Config, _> = toml::Value::Table(table.clone()).try_into();
+            if let Err(e) = check {
+                return Err(ConfigError::Env { var, message: e.to_string() });
+            }
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Env { var: "RINGO_*".into(), message: e.to_string() })
+    }
+
+    /// The configuration as TOML text (what `ringo config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The server settings this configuration describes.
+    pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
+        let s = &self.server;
+        let listen: SocketAddr = s.listen.parse().map_err(|e| ConfigError::Value {
+            key: "server.listen",
+            message: format!("`{}`: {e}", s.listen),
+        })?;
+        let cores = if s.cores.trim().is_empty() {
+            None
+        } else {
+            Some(parse_core_list(&s.cores).map_err(|message| ConfigError::Value { key: "server.cores", message })?)
+        };
+        Ok(ServerConfig {
+            listen,
+            shards: (s.shards > 0).then_some(s.shards),
+            cores,
+            pin: s.pin,
+            io_backend: s.io_backend,
+            backlog: s.backlog,
+            limits: self.limits.clone(),
+            drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        })
+    }
+}
+
+/// Parses a core list such as `0-3,6` (ranges inclusive).
+pub fn parse_core_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a core number"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("range `{part}` runs backwards"));
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(num(part)?),
+        }
+    }
+    if cores.is_empty() {
+        return Err(format!("`{text}` names no core"));
+    }
+    Ok(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("ringo-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("ringo.toml");
+        std::fs::write(&file, "[server]\nshards = 3\nlisten = \"127.0.0.1:1\"\n[limits]\nmax_body_bytes = 10\n")
+            .expect("write");
+        let cfg = Config::load(Some(&file), env(&[("RINGO_SHARDS", "5"), ("RINGO_LIMITS_REQUIRE_LENGTH", "false")]))
+            .expect("loads");
+        assert_eq!(cfg.server.shards, 5, "env beats file");
+        assert_eq!(cfg.server.listen, "127.0.0.1:1", "file beats defaults");
+        assert_eq!(cfg.limits.max_body_bytes, 10);
+        assert!(!cfg.limits.require_length);
+        assert_eq!(cfg.server.admin, "127.0.0.1:9090", "defaults stay");
+        let cfg = Config::load(None, env(&[("RINGO_IO_BACKEND", "epoll"), ("RINGO_CORES", "0-1")])).expect("loads");
+        assert_eq!(cfg.server.io_backend, IoBackend::Epoll);
+        assert_eq!(cfg.server_config().expect("valid").cores, Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn bad_files_name_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("ringo-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "[server]\nshards = 2\n\n[limits]\nmax_body_bytes = \"big\"\n").expect("write");
+        let msg = Config::load(Some(&file), Vec::new()).expect_err("bad type").to_string();
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(msg.contains("max_body_bytes"), "{msg}");
+        std::fs::write(&file, "[server]\nshardz = 2\n").expect("write");
+        let msg = Config::load(Some(&file), Vec::new()).expect_err("unknown key").to_string();
+        assert!(msg.contains("shardz") && msg.contains("line 2"), "{msg}");
+        let msg = Config::load(None, env(&[("RINGO_SHARDS", "many")])).expect_err("bad env").to_string();
+        assert!(msg.contains("RINGO_SHARDS"), "{msg}");
+        let msg = Config::load(None, env(&[("RINGO_NOPE", "1")])).expect_err("unknown env").to_string();
+        assert!(msg.contains("RINGO_NOPE"), "{msg}");
+    }
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(parse_core_list("0-3,6").expect("ok"), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_core_list(" 2 ").expect("ok"), vec![2]);
+        assert!(parse_core_list("3-1").is_err());
+        assert!(parse_core_list("a").is_err());
+        assert!(parse_core_list("").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! ringo: a thread-per-core HTTP/1.1 server framework on io_uring, with Gin's way of
+//! working.
+//!
+//! Each shard is one thread pinned to one core, with its own io_uring (or epoll)
+//! runtime, its own SO_REUSEPORT listener and its own [`Router`], built by the app
+//! factory you give [`Server::new`]. Nothing is shared between shards on the request
+//! path.
+//!
+//! ```no_run
+//! use ringo::{Context, Router, Server};
+//! use serde::Serialize;
+//!
+//! #[derive(Serialize)]
+//! struct User<'a> { id: &'a str }
+//!
+//! Server::new(|| {
+//!     let mut r = Router::new();
+//!     r.get("/users/:id", |c: &mut Context| c.json(200, &User { id: c.param("id") }))?;
+//!     Ok(r)
+//! })
+//! .run()
+//! .unwrap();
+//! ```
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+mod app;
+mod arena;
+pub mod config;
+mod context;
+mod handler;
+pub mod http;
+pub mod middleware;
+mod router;
+mod server;
+
+pub use app::default_app;
+pub use context::{BindError, Context, SpawnError};
+pub use handler::{AsyncHandler, Handler, SyncHandler};
+pub use http::{HttpError, Limits, Method};
+pub use middleware::{Middleware, Next};
+pub use router::{Group, RouteError, Router};
+pub use server::{IoBackend, RunningServer, Server, ServerConfig, ServerError, ShardStartError};

@@ -1,0 +1,75 @@
+//! Request ids: reuse the client's `X-Request-Id` or mint one, and echo it back.
+
+use std::cell::Cell;
+
+use super::{Middleware, Next};
+use crate::context::Context;
+
+/// The id of the current request, stored in the context by [`request_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    /// The id's bytes (ASCII), `len` of them used.
+    bytes: [u8; 64],
+    len: u8,
+}
+
+impl RequestId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    fn from_client(value: &str) -> Option<RequestId> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !ok {
+            return None;
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..value.len()].copy_from_slice(value.as_bytes());
+        Some(RequestId { bytes, len: value.len() as u8 })
+    }
+
+    fn mint(shard: usize, seq: u64, seed: u64) -> RequestId {
+        let mut bytes = [0u8; 64];
+        let mut cursor = &mut bytes[..];
+        use std::io::Write;
+        let _ = write!(cursor, "{seed:08x}-{shard}-{seq}");
+        let len = 64 - cursor.len();
+        RequestId { bytes, len: len as u8 }
+    }
+}
+
+/// Sets `X-Request-Id` on every response: the client's (when it is short and plain)
+/// or a new one `<process seed>-<shard>-<sequence>`; handlers read it with
+/// `c.get::<RequestId>()`. No allocation, no cross-shard state.
+pub fn request_id() -> RequestIdMiddleware {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64 & 0xffff_ffff);
+    RequestIdMiddleware { seq: Cell::new(0), seed }
+}
+
+/// See [`request_id`].
+#[derive(Debug)]
+pub struct RequestIdMiddleware {
+    seq: Cell<u64>,
+    seed: u64,
+}
+
+impl Middleware for RequestIdMiddleware {
+    async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
+        let id = match c.get_header("x-request-id").and_then(RequestId::from_client) {
+            Some(id) => id,
+            None => {
+                let seq = self.seq.get() + 1;
+                self.seq.set(seq);
+                RequestId::mint(c.shard_id(), seq, self.seed)
+            }
+        };
+        c.header("X-Request-Id", id.as_str());
+        c.set(id);
+        next.run(c).await;
+    }
+}

@@ -1,0 +1,278 @@
+//! The server: starts one shard per core, each with its own listener and router, and
+//! stops them.
+//!
+//! ```no_run
+//! use ringo::{Context, Router, Server};
+//! Server::new(|| {
+//!     let mut r = Router::new();
+//!     r.get("/ping", |c: &mut Context| c.string(200, "pong"))?;
+//!     Ok(r)
+//! })
+//! .listen("127.0.0.1:8080".parse().unwrap())
+//! .run()
+//! .unwrap();
+//! ```
+
+pub(crate) mod backend;
+pub(crate) mod conn;
+pub(crate) mod listener;
+pub(crate) mod shard;
+
+pub use backend::IoBackend;
+pub use shard::ShardStartError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::http::Limits;
+use crate::router::{RouteError, Router};
+
+/// How the server runs: address, shards, cores, io backend, limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the data listener.
+    pub listen: SocketAddr,
+    /// Number of shards; `None` means one per core in `cores` (or the affinity mask).
+    pub shards: Option<usize>,
+    /// Cores to pin shards to, in order; `None` means the process's affinity mask.
+    pub cores: Option<Vec<usize>>,
+    /// Whether to pin shard threads to their cores.
+    pub pin: bool,
+    /// The io backend.
+    pub io_backend: IoBackend,
+    /// Listen backlog of each shard's socket.
+    pub backlog: u32,
+    /// Request limits.
+    pub limits: Limits,
+    /// How long a stopping shard waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            shards: None,
+            cores: None,
+            pin: true,
+            io_backend: IoBackend::Auto,
+            backlog: 4096,
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listeners could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        source: std::io::Error,
+    },
+    /// `--io-backend uring` was asked for and the kernel refuses io_uring.
+    #[error("io_uring is unavailable: {0} (use --io-backend auto or epoll)")]
+    IoUringUnavailable(String),
+    /// No core to run on.
+    #[error("no cores to run shards on: {0}")]
+    Cores(String),
+    /// A shard failed to start.
+    #[error(transparent)]
+    Shard(#[from] ShardStartError),
+    /// A shard thread could not be spawned.
+    #[error("cannot spawn a shard thread: {0}")]
+    Thread(std::io::Error),
+    /// Installing signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A ringo server: an app factory plus its configuration.
+///
+/// The factory runs once on every shard thread, so handlers may hold `Rc`/`RefCell`
+/// per-shard state (like actix's `HttpServer::new`).
+pub struct Server<F> {
+    factory: Arc<F>,
+    config: ServerConfig,
+}
+
+impl<F> std::fmt::Debug for Server<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<F> Server<F>
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    /// A server whose shards each build their router with `factory`.
+    pub fn new(factory: F) -> Self {
+        Server { factory: Arc::new(factory), config: ServerConfig::default() }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the data listener's address (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Sets the number of shards.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.config.shards = Some(n);
+        self
+    }
+
+    /// Sets the io backend.
+    pub fn io_backend(mut self, backend: IoBackend) -> Self {
+        self.config.io_backend = backend;
+        self
+    }
+
+    /// Sets the request limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Starts every shard and returns once all of them listen.
+    pub fn start(self) -> Result<RunningServer, ServerError> {
+        let cfg = self.config;
+        let cores = plan_cores(cfg.shards, cfg.cores.as_deref())?;
+        let backend = backend::resolve(cfg.io_backend).map_err(ServerError::IoUringUnavailable)?;
+        let listeners = listener::bind_reuseport(cfg.listen, cores.len(), cfg.backlog)
+            .map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
+        let addr = listeners[0].local_addr().map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::with_capacity(cores.len());
+        for (id, (listener, core)) in listeners.into_iter().zip(&cores).enumerate() {
+            let spec = shard::ShardSpec {
+                id,
+                core: cfg.pin.then_some(*core),
+                listener,
+                factory: Arc::clone(&self.factory),
+                backend,
+                limits: cfg.limits.clone(),
+                stop: Arc::clone(&stop),
+                ready: ready_tx.clone(),
+                drain_timeout: cfg.drain_timeout,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("ringo-shard-{id}"))
+                .spawn(move || shard::run(spec))
+                .map_err(ServerError::Thread)?;
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        let running = RunningServer { addr, backend, cores: cores.clone(), stop, threads };
+        for _ in 0..cores.len() {
+            match ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    running.shutdown();
+                    return Err(ServerError::Shard(e));
+                }
+                Err(_) => {
+                    running.shutdown();
+                    return Err(ServerError::Cores("a shard thread exited during start-up".into()));
+                }
+            }
+        }
+        tracing::info!(
+            %addr,
+            shards = cores.len(),
+            io_backend = %backend,
+            cores = ?cores,
+            "ringo listening"
+        );
+        Ok(running)
+    }
+
+    /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully.
+    pub fn run(self) -> Result<(), ServerError> {
+        let term = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&term)).map_err(ServerError::Signals)?;
+        }
+        let running = self.start()?;
+        while !term.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::info!("signal received; draining");
+        running.shutdown();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Picks the core of each shard: `cores` (or the affinity mask), cut or cycled to
+/// `shards` entries.
+pub(crate) fn plan_cores(shards: Option<usize>, cores: Option<&[usize]>) -> Result<Vec<usize>, ServerError> {
+    let available: Vec<usize> = match cores {
+        Some(list) if !list.is_empty() => list.to_vec(),
+        Some(_) => return Err(ServerError::Cores("the core list is empty".into())),
+        None => {
+            let ids = core_affinity::get_core_ids().unwrap_or_default();
+            let mut ids: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
+            if ids.is_empty() {
+                ids.push(0);
+            }
+            ids
+        }
+    };
+    let n = match shards {
+        Some(0) => return Err(ServerError::Cores("--shards must be at least 1".into())),
+        Some(n) => n,
+        None => available.len(),
+    };
+    Ok((0..n).map(|i| available[i % available.len()]).collect())
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    backend: IoBackend,
+    cores: Vec<usize>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the data listener is bound to (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The io backend in use (`auto` resolved).
+    pub fn io_backend(&self) -> IoBackend {
+        self.backend
+    }
+
+    /// The core of each shard, by shard id.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and joins every shard.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! A shard: one OS thread pinned to one core, running its own runtime, listener, router,
+//! connection pool and counters.
+//!
+//! Invariant: a shard takes no lock and touches no shared atomic on the request path.
+//! Everything here is `Rc`/`Cell`, owned by the shard's thread; the only cross-thread
+//! values are the start-up report and the stop flag, read off the request path.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use monoio::net::TcpListener;
+
+use super::backend::{self, IoBackend};
+use super::conn;
+use crate::arena::FutureArena;
+use crate::context::{Context, SpawnError};
+use crate::http::Limits;
+use crate::http::date::DateCache;
+use crate::router::{RouteError, Router};
+
+/// Counters of one shard: plain cells, read by the shard itself.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    pub(crate) requests: Cell<u64>,
+    pub(crate) accepted: Cell<u64>,
+    pub(crate) rejected_connections: Cell<u64>,
+    pub(crate) open_connections: Cell<usize>,
+    pub(crate) in_flight: Cell<usize>,
+    pub(crate) protocol_errors: Cell<u64>,
+    pub(crate) background_live: Cell<usize>,
+    pub(crate) background_rejected: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// What a connection needs between requests, pooled per shard.
+pub(crate) struct ConnState {
+    pub(crate) ctx: Context,
+    pub(crate) arena: FutureArena,
+}
+
+/// Default capacity of a connection's read and write buffers.
+pub(crate) const BUF_SMALL: usize = 8 * 1024;
+/// Buffers grown past this are shrunk back to `BUF_SMALL` when the connection idles.
+pub(crate) const BUF_SHRINK_ABOVE: usize = 64 * 1024;
+/// Most connection states kept for reuse per shard.
+const POOL_MAX: usize = 1024;
+
+/// Per-shard state shared by the shard's connections (`Rc`, never `Send`).
+pub(crate) struct ShardLocal {
+    pub(crate) id: usize,
+    pub(crate) limits: Limits,
+    pub(crate) date: DateCache,
+    pub(crate) draining: Cell<bool>,
+    pub(crate) stats: Rc<ShardStats>,
+    pool: RefCell<Vec<Box<ConnState>>>,
+}
+
+impl ShardLocal {
+    pub(crate) fn new(id: usize, limits: Limits) -> Rc<ShardLocal> {
+        Rc::new(ShardLocal {
+            id,
+            limits,
+            date: DateCache::new(),
+            draining: Cell::new(false),
+            stats: Rc::new(ShardStats::default()),
+            pool: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// A connection state from the pool, or a new one.
+    pub(crate) fn take_conn(self: &Rc<Self>) -> Box<ConnState> {
+        if let Some(state) = self.pool.borrow_mut().pop() {
+            return state;
+        }
+        Box::new(ConnState {
+            ctx: Context::new(Rc::clone(self), Vec::with_capacity(BUF_SMALL), Vec::with_capacity(BUF_SMALL)),
+            arena: FutureArena::new(),
+        })
+    }
+
+    /// Returns a finished connection's state to the pool (its socket already dropped).
+    pub(crate) fn give_conn(&self, mut state: Box<ConnState>) {
+        state.ctx.io = None;
+        state.ctx.peer = None;
+        state.ctx.reset_request();
+        state.ctx.buf.clear();
+        state.ctx.out.clear();
+        shrink_idle(&mut state.ctx);
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_MAX {
+            pool.push(state);
+        }
+    }
+
+    /// Starts a bounded background task on this shard.
+    pub(crate) fn spawn_background<F>(&self, task: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + 'static,
+    {
+        let stats = &self.stats;
+        if stats.background_live.get() >= self.limits.max_background_tasks {
+            bump(&stats.background_rejected);
+            return Err(SpawnError::Full);
+        }
+        stats.background_live.set(stats.background_live.get() + 1);
+        let stats = Rc::clone(stats);
+        monoio::spawn(async move {
+            struct Done(Rc<ShardStats>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.background_live.set(self.0.background_live.get() - 1);
+                }
+            }
+            let _done = Done(stats);
+            task.await;
+        });
+        Ok(())
+    }
+}
+
+/// Shrinks a connection's buffers back to the small class once they grew big.
+pub(crate) fn shrink_idle(ctx: &mut Context) {
+    for buf in [&mut ctx.buf, &mut ctx.out, &mut ctx.chunked_body] {
+        if buf.is_empty() && buf.capacity() > BUF_SHRINK_ABOVE {
+            buf.shrink_to(BUF_SMALL);
+        }
+    }
+    let resp = ctx.resp.get_mut();
+    if resp.body.capacity() > BUF_SHRINK_ABOVE {
+        resp.body.clear();
+        resp.body.shrink_to(BUF_SMALL);
+    }
+}
+
+/// Everything a shard thread needs to start.
+pub(crate) struct ShardSpec<F> {
+    pub(crate) id: usize,
+    pub(crate) core: Option<usize>,
+    pub(crate) listener: StdListener,
+    pub(crate) factory: Arc<F>,
+    pub(crate) backend: IoBackend,
+    pub(crate) limits: Limits,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) ready: crossbeam_channel::Sender<Result<usize, ShardStartError>>,
+    pub(crate) drain_timeout: Duration,
+}
+
+/// Why a shard failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardStartError {
+    /// The app factory refused a route.
+    #[error("shard {shard}: {source}")]
+    Route {
+        /// The shard.
+        shard: usize,
+        /// The routing error.
+        source: RouteError,
+    },
+    /// The runtime or the listener could not be set up.
+    #[error("shard {shard}: {what}: {source}")]
+    Io {
+        /// The shard.
+        shard: usize,
+        /// What was being set up.
+        what: &'static str,
+        /// The system error.
+        source: std::io::Error,
+    },
+}
+
+/// The body of a shard thread.
+pub(crate) fn run<F>(spec: ShardSpec<F>)
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let id = spec.id;
+    if let Some(core) = spec.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            tracing::warn!(shard = id, core, "could not pin shard to core");
+        }
+    }
+    let ready = spec.ready.clone();
+    let backend = spec.backend;
+    let result = backend::block_on(backend, serve(spec));
+    if let Err(source) = result {
+        let _ = ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
+    }
+}
+
+async fn serve<F>(spec: ShardSpec<F>)
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let id = spec.id;
+    let mut router = match (spec.factory)() {
+        Ok(r) => r,
+        Err(source) => {
+            let _ = spec.ready.send(Err(ShardStartError::Route { shard: id, source }));
+            return;
+        }
+    };
+    router.finish();
+    let router = Rc::new(router);
+    let listener = match TcpListener::from_std(spec.listener) {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = spec.ready.send(Err(ShardStartError::Io { shard: id, what: "registering the listener", source }));
+            return;
+        }
+    };
+    let shard = ShardLocal::new(id, spec.limits);
+    spawn_date_ticker(&shard);
+    let _ = spec.ready.send(Ok(id));
+    tracing::debug!(shard = id, core = ?spec.core, "shard ready");
+
+    accept_loop(&listener, &shard, &router, &spec.stop).await;
+    drop(listener);
+
+    // Drain: in-flight requests finish (their connections close after the response);
+    // idle keep-alive connections are dropped with the runtime.
+    shard.draining.set(true);
+    let deadline = Instant::now() + spec.drain_timeout;
+    while shard.stats.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Pooled contexts hold an `Rc` of the shard: clear the pool to break the cycle.
+    shard.pool.borrow_mut().clear();
+    tracing::debug!(shard = id, requests = shard.stats.requests.get(), "shard stopped");
+}
+
+async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc<Router>, stop: &AtomicBool) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = stop_requested(stop) => None,
+        };
+        let Some(accepted) = accepted else { return };
+        match accepted {
+            Ok((stream, peer)) => {
+                let stats = &shard.stats;
+                bump(&stats.accepted);
+                if stats.open_connections.get() >= shard.limits.max_connections {
+                    bump(&stats.rejected_connections);
+                    tracing::debug!(shard = shard.id, %peer, "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(conn::serve(stream, peer, Rc::clone(shard), Rc::clone(router)));
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS…: back off briefly instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn stop_requested(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn_date_ticker(shard: &Rc<ShardLocal>) {
+    let shard = Rc::downgrade(shard);
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(Duration::from_millis(500)).await;
+            let Some(shard) = shard.upgrade() else { return };
+            shard.date.refresh(SystemTime::now());
+        }
+    });
+}
+
