@@ -125,12 +125,11 @@ pub(crate) fn parse_head(
         Ok(httparse::Status::Complete(len)) => len,
         Err(e) => return Err(map_parse_error(e, buf, limits)),
     };
+    if request_line_len(buf) > limits.max_request_line {
+        return Err(HttpError::UriTooLong);
+    }
     if head_len > limits.max_header_bytes {
         return Err(HttpError::HeadersTooLarge);
-    }
-    let line_len = request_line_len(buf);
-    if line_len > limits.max_request_line {
-        return Err(HttpError::UriTooLong);
     }
     // httparse guarantees these are present on Complete.
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
@@ -383,7 +382,7 @@ mod tests {
     }
 
     fn err(raw: &str) -> HttpError {
-        parse(raw).expect_err("must be refused").0
+        parse(raw).expect_err("must be refused")
     }
 
     const GOOD: &str = "POST /users/42?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";

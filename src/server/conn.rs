@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
@@ -55,7 +56,24 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     state.ctx.io = Some(stream);
     state.ctx.peer = Some(peer);
     let ConnState { ctx, arena } = &mut *state;
-    match serve_requests(ctx, arena, &router).await {
+    let outcome = {
+        // A bug in the engine must cost one connection, never the shard.
+        let mut requests = pin!(serve_requests(ctx, arena, &router));
+        std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| requests.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Some(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        })
+        .await
+    };
+    let Some(outcome) = outcome else {
+        tracing::error!(shard = shard.id, %peer, "connection engine panicked; connection dropped");
+        stats.open_connections.set(stats.open_connections.get() - 1);
+        // The context may be inconsistent: drop it rather than pool it.
+        drop(state);
+        return;
+    };
+    match outcome {
         Ok(()) | Err(End::Quiet) => {}
         Err(End::Answer(err)) => {
             bump(&stats.protocol_errors);
@@ -342,9 +360,11 @@ async fn read_more(ctx: &mut Context, wait: Duration) -> Result<usize, ReadError
         return Err(ReadError::Io(io::Error::new(io::ErrorKind::NotConnected, "no socket")));
     };
     let buf = std::mem::take(&mut ctx.buf);
-    match monoio::time::timeout(wait, io.read(buf)).await {
-        Ok((result, buf)) => {
-            ctx.buf = buf;
+    // monoio reads into a `Vec` from its start; a slice of the spare capacity appends.
+    let (len, cap) = (buf.len(), buf.capacity());
+    match monoio::time::timeout(wait, io.read(buf.slice_mut(len..cap))).await {
+        Ok((result, slice)) => {
+            ctx.buf = slice.into_inner();
             result.map_err(ReadError::Io)
         }
         // The buffer went down with the cancelled read; the connection closes anyway.

@@ -1,0 +1,192 @@
+//! Shared helpers for the integration tests: start a real server on an ephemeral port,
+//! and talk to it over raw sockets.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ringo::{IoBackend, Limits, RouteError, Router, RunningServer, Server, ServerConfig};
+
+/// Both io backends, for tests that must pass on each.
+pub const BACKENDS: [IoBackend; 2] = [IoBackend::Uring, IoBackend::Epoll];
+
+/// Starts `factory` on loopback, ephemeral port.
+pub fn start_with<F>(factory: F, shards: usize, backend: IoBackend, limits: Limits) -> RunningServer
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        shards: Some(shards),
+        io_backend: backend,
+        limits,
+        drain_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    Server::new(factory).config(cfg).start().expect("server starts")
+}
+
+/// The default app, `shards` shards.
+pub fn start_default(shards: usize, backend: IoBackend) -> RunningServer {
+    start_with(ringo::default_app, shards, backend, Limits::default())
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw HTTP/1.1 connection.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Sends a GET and reads its response.
+    pub fn get(&mut self, path: &str) -> Resp {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        self.response()
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) => panic!("read failed: {e} (have {:?})", String::from_utf8_lossy(&self.buf)),
+        }
+    }
+
+    /// Reads one response (with a body unless `head_only`).
+    pub fn read_response(&mut self, head_only: bool) -> Resp {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut headers);
+            match r.parse(&self.buf).expect("valid response head") {
+                httparse::Status::Complete(n) => {
+                    let status = r.code.expect("code");
+                    let headers: Vec<(String, String)> = r
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
+                    self.buf.drain(..n);
+                    let mut resp = Resp { status, headers, body: Vec::new() };
+                    if head_only || status / 100 == 1 || status == 204 || status == 304 {
+                        return resp;
+                    }
+                    if let Some(len) = resp.header("content-length") {
+                        let len: usize = len.parse().expect("numeric length");
+                        while self.buf.len() < len {
+                            assert!(self.fill() > 0, "closed mid-body");
+                        }
+                        resp.body = self.buf.drain(..len).collect();
+                    } else if resp.header("transfer-encoding").is_some() {
+                        resp.body = self.read_chunked();
+                    } else {
+                        while self.fill() > 0 {}
+                        resp.body = std::mem::take(&mut self.buf);
+                    }
+                    return resp;
+                }
+                httparse::Status::Partial => {
+                    assert!(self.fill() > 0, "closed before a response: {:?}", String::from_utf8_lossy(&self.buf));
+                }
+            }
+        }
+    }
+
+    pub fn response(&mut self) -> Resp {
+        self.read_response(false)
+    }
+
+    fn read_chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                assert!(self.fill() > 0, "closed in chunk size");
+            };
+            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                assert!(self.fill() > 0, "closed in chunk data");
+            }
+            if size == 0 {
+                // No trailers from ringo: the final CRLF follows.
+                self.buf.drain(..2);
+                return body;
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// True when the server closes the connection (EOF) within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => {
+                self.buf.push(b[0]);
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// One request on a fresh connection, returning the response.
+pub fn one_shot(addr: SocketAddr, raw: &[u8]) -> Resp {
+    let mut c = Raw::connect(addr);
+    c.send(raw);
+    c.response()
+}
+
+/// Runs curl and returns (status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("code"), body.to_string())
+}
