@@ -76,7 +76,7 @@ impl Raw {
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 16384];
-        match self.stream.read(&mut chunk) {
+        match read_retrying(&mut self.stream, &mut chunk) {
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 n
@@ -159,7 +159,7 @@ impl Raw {
             return false;
         }
         let mut b = [0u8; 1];
-        match self.stream.read(&mut b) {
+        match read_retrying(&mut self.stream, &mut b) {
             Ok(0) => true,
             Ok(_) => {
                 self.buf.push(b[0]);
@@ -167,6 +167,15 @@ impl Raw {
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
             Err(_) => false,
+        }
+    }
+}
+
+fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }
