@@ -1,0 +1,102 @@
+//! Principle 3: after warm-up, keep-alive requests to `/plaintext`, `/json` and
+//! `/users/:id` make zero heap allocations on the shard.
+//!
+//! A counting global allocator counts per thread; a probe route, running on the shard
+//! thread, reports that thread's count, so client-side allocations never mix in.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::{BACKENDS, Raw, start_with};
+use ringo::{Context, Limits, RouteError, Router};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
+// only a const-initialised thread-local cell, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The default app plus a probe that answers with the shard thread's allocation count.
+fn app_with_probe() -> Result<Router, RouteError> {
+    let mut r = ringo::default_app()?;
+    r.get("/__allocations", |c: &mut Context| {
+        let n = ALLOCATIONS.with(|a| a.get());
+        let mut buf = itoa::Buffer::new();
+        c.string(200, buf.format(n));
+    })?;
+    // A route behind middleware: chain futures live in the connection's arena.
+    let mut g = r.group("/mw");
+    g.middleware(ringo::middleware::from_fn(async |c: &mut Context, next: ringo::Next<'_>| {
+        c.header("X-Wrapped", "1");
+        next.run(c).await;
+    }));
+    g.get("/users/:id", async |c: &mut Context| c.string(200, c.param("id")))?;
+    Ok(r)
+}
+
+fn allocations(c: &mut Raw) -> u64 {
+    c.get("/__allocations").text().parse().expect("number")
+}
+
+#[test]
+fn steady_state_keep_alive_requests_allocate_nothing() {
+    for backend in BACKENDS {
+        let server = start_with(app_with_probe, 1, backend, Limits::default());
+        let mut c = Raw::connect(server.local_addr());
+        let paths = ["/plaintext", "/json", "/users/42", "/users/a%20b", "/mw/users/7"];
+        let round = |c: &mut Raw| {
+            for _ in 0..500 {
+                for p in paths {
+                    assert_eq!(c.get(p).status, 200);
+                }
+            }
+        };
+        round(&mut c); // warm-up: buffers, arenas and timers reach their working size
+        let _ = allocations(&mut c);
+        let before = allocations(&mut c);
+        assert!(before > 0, "the counter sees the shard's start-up allocations");
+        round(&mut c);
+        let after = allocations(&mut c);
+        assert_eq!(
+            after - before,
+            0,
+            "{backend}: {} allocations over {} requests",
+            after - before,
+            500 * paths.len()
+        );
+        server.shutdown();
+    }
+}
