@@ -40,7 +40,7 @@ fn ping(c: &mut Context) {
     // Gin's `go func()` example: work that outlives the request, on this shard.
     let shard = c.shard_id();
     let spawned = c.spawn(async move {
-        monoio::time::sleep(Duration::from_millis(1)).await;
+        crate::time::sleep(Duration::from_millis(1)).await;
         tracing::debug!(shard, "background task after /ping finished");
     });
     if spawned.is_err() {

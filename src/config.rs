@@ -107,10 +107,8 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Value {
-            key: "defaults",
-            message: e.to_string(),
-        })?;
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Value { key: "defaults", message: e.to_string() })?;
         if let Some(path) = file {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path)
@@ -135,7 +133,9 @@ impl Config {
             let parsed = value
                 .parse::<toml::Value>()
                 .ok()
-                .or_else(|| format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")))
+                .or_else(|| {
+                    format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"))
+                })
                 .unwrap_or(toml::Value::String(value.clone()));
             t.insert(field, parsed);
             let check: Result<Config, _> = toml::Value::Table(table.clone()).try_into();
@@ -163,7 +163,10 @@ impl Config {
         let cores = if s.cores.trim().is_empty() {
             None
         } else {
-            Some(parse_core_list(&s.cores).map_err(|message| ConfigError::Value { key: "server.cores", message })?)
+            Some(
+                parse_core_list(&s.cores)
+                    .map_err(|message| ConfigError::Value { key: "server.cores", message })?,
+            )
         };
         Ok(ServerConfig {
             listen,
@@ -213,16 +216,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringo-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("ringo.toml");
-        std::fs::write(&file, "[server]\nshards = 3\nlisten = \"127.0.0.1:1\"\n[limits]\nmax_body_bytes = 10\n")
-            .expect("write");
-        let cfg = Config::load(Some(&file), env(&[("RINGO_SHARDS", "5"), ("RINGO_LIMITS_REQUIRE_LENGTH", "false")]))
-            .expect("loads");
+        std::fs::write(
+            &file,
+            "[server]\nshards = 3\nlisten = \"127.0.0.1:1\"\n[limits]\nmax_body_bytes = 10\n",
+        )
+        .expect("write");
+        let cfg = Config::load(
+            Some(&file),
+            env(&[("RINGO_SHARDS", "5"), ("RINGO_LIMITS_REQUIRE_LENGTH", "false")]),
+        )
+        .expect("loads");
         assert_eq!(cfg.server.shards, 5, "env beats file");
         assert_eq!(cfg.server.listen, "127.0.0.1:1", "file beats defaults");
         assert_eq!(cfg.limits.max_body_bytes, 10);
         assert!(!cfg.limits.require_length);
         assert_eq!(cfg.server.admin, "127.0.0.1:9090", "defaults stay");
-        let cfg = Config::load(None, env(&[("RINGO_IO_BACKEND", "epoll"), ("RINGO_CORES", "0-1")])).expect("loads");
+        let cfg =
+            Config::load(None, env(&[("RINGO_IO_BACKEND", "epoll"), ("RINGO_CORES", "0-1")])).expect("loads");
         assert_eq!(cfg.server.io_backend, IoBackend::Epoll);
         assert_eq!(cfg.server_config().expect("valid").cores, Some(vec![0, 1]));
     }

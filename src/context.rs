@@ -278,9 +278,10 @@ impl Context {
 
     /// Every request header as (name, raw value), in arrival order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.head.headers.iter().map(|(n, v)| {
-            (std::str::from_utf8(n.get(&self.buf)).unwrap_or(""), v.get(&self.buf))
-        })
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (std::str::from_utf8(n.get(&self.buf)).unwrap_or(""), v.get(&self.buf)))
     }
 
     /// The request body (decoded when it came chunked).
@@ -311,8 +312,8 @@ impl Context {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(self.body());
-        let parsed = simd_json::serde::from_slice::<T>(&mut scratch)
-            .map_err(|e| BindError { message: e.to_string() });
+        let parsed =
+            simd_json::serde::from_slice::<T>(&mut scratch).map_err(|e| BindError { message: e.to_string() });
         self.scratch = scratch;
         parsed
     }

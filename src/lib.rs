@@ -32,6 +32,7 @@ pub mod http;
 pub mod middleware;
 mod router;
 mod server;
+pub mod time;
 
 pub use app::default_app;
 pub use context::{BindError, Context, SpawnError};

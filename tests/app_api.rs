@@ -57,7 +57,7 @@ fn onion_app() -> Result<Router, ringo::RouteError> {
     let mut v2 = api.group("/v2");
     v2.get("/slow", async |c: &mut Context| {
         trace(c, "async-before");
-        monoio::time::sleep(Duration::from_millis(30)).await;
+        ringo::time::sleep(Duration::from_millis(30)).await;
         trace(c, "async-after");
         c.string(200, "slept");
     })?;
@@ -195,13 +195,19 @@ fn bind_json_into_a_struct() {
     );
     let mut c = Raw::connect(server.local_addr());
     let body = r#"{"item":"tea","qty":2}"#;
-    c.send(format!("POST /orders HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    c.send(
+        format!("POST /orders HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            .as_bytes(),
+    );
     let r = c.response();
     assert_eq!(r.status, 201);
     assert_eq!(serde_json::from_str::<Order>(&r.text()).expect("json"), Order { item: "tea".into(), qty: 2 });
     // Wrong type: 400 with a JSON error, connection kept.
     let body = r#"{"item":"tea","qty":"two"}"#;
-    c.send(format!("POST /orders HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    c.send(
+        format!("POST /orders HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            .as_bytes(),
+    );
     let r = c.response();
     assert_eq!(r.status, 400);
     let err: serde_json::Value = serde_json::from_str(&r.text()).expect("json error body");
@@ -221,7 +227,7 @@ fn a_panicking_handler_gets_500_and_the_shard_lives() {
             let mut r = Router::new();
             r.get("/boom", boom)?;
             r.get("/boom-async", async |_c: &mut Context| {
-                monoio::time::sleep(Duration::from_millis(1)).await;
+                ringo::time::sleep(Duration::from_millis(1)).await;
                 panic!("async handler bug");
             })?;
             r.get("/fine", |c: &mut Context| c.string(200, "fine"))?;
@@ -254,7 +260,7 @@ fn streamed_responses_are_chunked_for_1_1_and_close_delimited_for_1_0() {
                         return;
                     }
                     for i in 0..3 {
-                        monoio::time::sleep(Duration::from_millis(5)).await;
+                        ringo::time::sleep(Duration::from_millis(5)).await;
                         if c.write_stream(format!("part{i};").as_bytes()).await.is_err() {
                             return;
                         }
@@ -288,7 +294,7 @@ fn background_tasks_are_bounded_per_shard() {
             let mut r = Router::new();
             r.get("/spawn", |c: &mut Context| {
                 let outcome = c.spawn(async {
-                    monoio::time::sleep(Duration::from_millis(300)).await;
+                    ringo::time::sleep(Duration::from_millis(300)).await;
                 });
                 c.string(200, if outcome.is_ok() { "started" } else { "rejected" });
             })?;
@@ -313,7 +319,10 @@ fn request_ids_and_header_injection() {
             let mut r = Router::new();
             r.middleware(request_id());
             r.get("/id", |c: &mut Context| {
-                let id = c.get::<ringo::middleware::RequestId>().map(|r| r.as_str().to_owned()).unwrap_or_default();
+                let id = c
+                    .get::<ringo::middleware::RequestId>()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default();
                 c.header("X-Evil", "a\r\nSet-Cookie: x=1");
                 c.string(200, &id);
             })?;

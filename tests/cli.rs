@@ -79,7 +79,8 @@ fn config_prints_layered_settings() {
     let dir = std::env::temp_dir().join(format!("ringo-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("ringo.toml");
-    std::fs::write(&file, "[server]\nshards = 3\nbacklog = 77\n[limits]\nmax_body_bytes = 2048\n").expect("write");
+    std::fs::write(&file, "[server]\nshards = 3\nbacklog = 77\n[limits]\nmax_body_bytes = 2048\n")
+        .expect("write");
     let out = Command::new(BIN)
         .args(["config", "--config", file.to_str().expect("utf8"), "--listen", "127.0.0.1:9999"])
         .env("RINGO_BACKLOG", "88")
@@ -100,7 +101,8 @@ fn a_bad_config_is_a_clear_error_and_nonzero_exit() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[server]\nshards = 1\nio_backend = \"kqueue\"\n").expect("write");
-    let out = Command::new(BIN).args(["serve", "--config", file.to_str().expect("utf8")]).output().expect("run");
+    let out =
+        Command::new(BIN).args(["serve", "--config", file.to_str().expect("utf8")]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("io_backend") && err.contains("line 3"), "{err}");
@@ -127,17 +129,27 @@ fn deny_io_uring(cmd: &mut Command) {
             jf: 0,
             k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
         },
-        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
     ];
     // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
     // async-signal-safe; `filter` is moved in and outlives both calls.
     unsafe {
         cmd.pre_exec(move || {
-            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) != 0 {
+            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog)
+                != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -40,7 +40,8 @@ fn check_table(addr: std::net::SocketAddr) {
     match agent.post(&format!("{base}/echo")).send_string("{not json") {
         Err(ureq::Error::Status(400, r)) => {
             assert_eq!(r.header("content-type"), Some("application/json"));
-            let body: serde_json::Value = serde_json::from_str(&r.into_string().expect("body")).expect("json error");
+            let body: serde_json::Value =
+                serde_json::from_str(&r.into_string().expect("body")).expect("json error");
             assert!(body["error"].as_str().unwrap_or("").contains("invalid JSON"), "{body}");
         }
         other => panic!("expected 400, got {other:?}"),
@@ -79,7 +80,9 @@ fn echo_limits_answer_411_and_413() {
     assert_eq!(r.header("connection"), Some("close"));
 
     let mut c = Raw::connect(addr);
-    c.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 1024 * 1024 + 1).as_bytes());
+    c.send(
+        format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 1024 * 1024 + 1).as_bytes(),
+    );
     assert_eq!(c.response().status, 413);
     assert!(c.closed());
 
@@ -111,10 +114,12 @@ fn curl_sees_the_default_app() {
     let base = format!("http://{}", server.local_addr());
     assert_eq!(curl(&[&format!("{base}/plaintext")]), (200, "Hello, World!".into()));
     assert_eq!(curl(&[&format!("{base}/users/42")]), (200, r#"{"id":"42"}"#.into()));
-    let (code, body) = curl(&["-H", "content-type: application/json", "--data", r#"{"k":[1,2]}"#, &format!("{base}/echo")]);
+    let (code, body) =
+        curl(&["-H", "content-type: application/json", "--data", r#"{"k":[1,2]}"#, &format!("{base}/echo")]);
     assert_eq!((code, body.as_str()), (200, r#"{"k":[1,2]}"#));
     // curl sends chunked bodies with -H 'Transfer-Encoding: chunked'.
-    let (code, body) = curl(&["-H", "Transfer-Encoding: chunked", "--data", r#"{"c":true}"#, &format!("{base}/echo")]);
+    let (code, body) =
+        curl(&["-H", "Transfer-Encoding: chunked", "--data", r#"{"c":true}"#, &format!("{base}/echo")]);
     assert_eq!((code, body.as_str()), (200, r#"{"c":true}"#));
     // HTTP/1.0 and keep-alive reuse, as curl does them.
     assert_eq!(curl(&["--http1.0", &format!("{base}/json")]).0, 200);

@@ -111,7 +111,8 @@ fn expect_100_continue_gets_an_interim_answer() {
 
 #[test]
 fn every_limit_and_framing_error_has_its_status_and_closes() {
-    let limits = Limits { max_request_line: 256, max_header_bytes: 1024, max_headers: 8, ..Limits::default() };
+    let limits =
+        Limits { max_request_line: 256, max_header_bytes: 1024, max_headers: 8, ..Limits::default() };
     let server = start_with(ringo::default_app, 1, IoBackend::Auto, limits);
     let addr = server.local_addr();
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(300));
@@ -166,12 +167,7 @@ fn a_smuggled_second_request_is_never_answered() {
 }
 
 fn timeout_limits() -> Limits {
-    Limits {
-        header_timeout_ms: 300,
-        body_timeout_ms: 300,
-        idle_timeout_ms: 400,
-        ..Limits::default()
-    }
+    Limits { header_timeout_ms: 300, body_timeout_ms: 300, idle_timeout_ms: 400, ..Limits::default() }
 }
 
 #[test]
@@ -260,7 +256,10 @@ fn head_and_no_body_statuses() {
 #[test]
 fn absolute_form_targets_are_routed_by_path() {
     let server = start_default(1, IoBackend::Auto);
-    let r = one_shot(server.local_addr(), b"GET http://example.com/users/7?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let r = one_shot(
+        server.local_addr(),
+        b"GET http://example.com/users/7?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    );
     assert_eq!(r.text(), r#"{"id":"7"}"#);
     server.shutdown();
 }

@@ -65,7 +65,13 @@ pub(crate) struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub(crate) fn new() -> ChunkedDecoder {
-        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, line_len: 0, trailer_bytes: 0, decoded: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            line_len: 0,
+            trailer_bytes: 0,
+            decoded: 0,
+        }
     }
 
     /// Decodes as much of `input` as possible, appending chunk data to `out`.
@@ -237,7 +243,7 @@ mod tests {
         let cases: &[(&[u8], HttpError)] = &[
             (b"x\r\n", HttpError::MalformedChunk),
             (b"3\nabc\r\n0\r\n\r\n", HttpError::MalformedChunk), // bare LF after size
-            (b"3\r\nabcX\r\n", HttpError::MalformedChunk),        // data longer than size
+            (b"3\r\nabcX\r\n", HttpError::MalformedChunk),       // data longer than size
             (b"3\r\nabc\n0\r\n\r\n", HttpError::MalformedChunk), // bare LF after data
             (b"11111111111111111\r\n", HttpError::MalformedChunk), // 17 hex digits
             (b"-1\r\n", HttpError::MalformedChunk),

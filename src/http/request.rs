@@ -104,19 +104,11 @@ pub(crate) enum Parse {
 ///
 /// Limits are checked on partial input too, so a client cannot make the buffer grow
 /// past `max_header_bytes` by never finishing its head.
-pub(crate) fn parse_head(
-    buf: &[u8],
-    limits: &Limits,
-    head: &mut RequestHead,
-) -> Result<Parse, HttpError> {
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<Parse, HttpError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_ARRAY];
     let slots = &mut slots[..limits.header_count()];
     let mut req = httparse::Request::new(&mut []);
-    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        buf,
-        slots,
-    );
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
     let head_len = match status {
         Ok(httparse::Status::Partial) => {
             check_partial_limits(buf, limits)?;
@@ -136,8 +128,7 @@ pub(crate) fn parse_head(
         return Err(HttpError::Malformed);
     };
     head.minor_version = minor;
-    head.method =
-        Method::from_bytes(method.as_bytes()).ok_or(HttpError::MethodNotImplemented)?;
+    head.method = Method::from_bytes(method.as_bytes()).ok_or(HttpError::MethodNotImplemented)?;
     head.head_len = head_len;
     head.target = Span::of(buf, target.as_bytes());
     split_target(buf, head)?;
@@ -199,9 +190,7 @@ fn has_obs_fold(buf: &[u8]) -> bool {
 fn split_target(buf: &[u8], head: &mut RequestHead) -> Result<(), HttpError> {
     let t = head.target;
     let bytes = t.get(buf);
-    let path_start = if bytes.first() == Some(&b'/') {
-        0
-    } else if bytes == b"*" && head.method == Method::Options {
+    let path_start = if bytes.first() == Some(&b'/') || (bytes == b"*" && head.method == Method::Options) {
         0
     } else if let Some(after_scheme) = strip_scheme(bytes) {
         let authority_start = bytes.len() - after_scheme.len();
@@ -331,11 +320,7 @@ impl FieldSummary {
             }
             BodyFraming::None
         };
-        head.keep_alive = if http11 {
-            !self.conn_close
-        } else {
-            self.conn_keep_alive && !self.conn_close
-        };
+        head.keep_alive = if http11 { !self.conn_close } else { self.conn_keep_alive && !self.conn_close };
         head.expect_continue = http11 && self.expect_continue;
         Ok(())
     }
@@ -430,15 +415,27 @@ mod tests {
                 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
                 HttpError::InvalidContentLength,
             ),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HttpError::UnsupportedTransferCoding),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", HttpError::InvalidTransferEncoding),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", HttpError::InvalidTransferEncoding),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                HttpError::UnsupportedTransferCoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                HttpError::InvalidTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                HttpError::InvalidTransferEncoding,
+            ),
             // chunked twice, split over two fields: a classic smuggling vector.
             (
                 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
                 HttpError::InvalidTransferEncoding,
             ),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", HttpError::InvalidTransferEncoding),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n",
+                HttpError::InvalidTransferEncoding,
+            ),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::TransferEncodingInHttp10),
             ("POST / HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::LengthRequired),
             ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", HttpError::ObsFold),
@@ -458,7 +455,8 @@ mod tests {
 
     #[test]
     fn limits_apply_to_partial_and_complete_heads() {
-        let limits = Limits { max_request_line: 32, max_header_bytes: 64, max_headers: 2, ..Limits::default() };
+        let limits =
+            Limits { max_request_line: 32, max_header_bytes: 64, max_headers: 2, ..Limits::default() };
         let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(40));
         assert_eq!(parse_with(&long_line, &limits).unwrap_err(), HttpError::UriTooLong);
         // Still partial, but already too long: refused without waiting for the rest.
@@ -489,11 +487,13 @@ mod tests {
     fn accepted_framings() {
         let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").expect("ok");
         assert_eq!(h.framing, BodyFraming::Chunked);
-        let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").expect("ok");
+        let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+            .expect("ok");
         assert_eq!(h.framing, BodyFraming::Length(5));
         let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").expect("ok");
         assert_eq!(h.framing, BodyFraming::None);
-        let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n").expect("ok");
+        let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")
+            .expect("ok");
         assert!(h.expect_continue);
         // Leading empty lines before the request line are ignored (RFC 9112 section 2.2).
         let (_, h) = parse("\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n").expect("ok");

@@ -395,4 +395,4 @@ impl Group<'_> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests;

@@ -155,7 +155,7 @@ impl Tree {
     /// Re-checks the structural invariants; used by tests after building big trees.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
-        check(&self.root, true);
+        check(&self.root);
     }
 }
 
@@ -176,9 +176,10 @@ fn insert(
         Segment::Static(text) => insert_static(node, text, rest, regexes, leaf),
         Segment::Param { name, pattern } => {
             let regex = pattern.map(|_| regexes.next());
-            let same = node.params.iter().position(|e| {
-                *e.name == **name && e.pattern.as_ref().map(|p| &*p.0) == *pattern
-            });
+            let same = node
+                .params
+                .iter()
+                .position(|e| *e.name == **name && e.pattern.as_ref().map(|p| &*p.0) == *pattern);
             let idx = match same {
                 Some(i) => i,
                 None => {
@@ -254,12 +255,7 @@ fn insert_static(
     }
 }
 
-fn find<'t>(
-    node: &'t Node,
-    path: &[u8],
-    offset: usize,
-    params: &mut Vec<(u32, u32)>,
-) -> Option<&'t Leaf> {
+fn find<'t>(node: &'t Node, path: &[u8], offset: usize, params: &mut Vec<(u32, u32)>) -> Option<&'t Leaf> {
     if path.is_empty() {
         if let Some(v) = &node.value {
             return Some(v);
@@ -299,10 +295,7 @@ fn find<'t>(
 }
 
 #[cfg(test)]
-fn check(node: &Node, is_root: bool) {
-    if !is_root {
-        // The root and the nodes right after a parameter have empty prefixes.
-    }
+fn check(node: &Node) {
     let mut firsts: Vec<u8> = node.children.iter().map(|c| c.prefix[0]).collect();
     let n = firsts.len();
     firsts.dedup();
@@ -315,7 +308,7 @@ fn check(node: &Node, is_root: bool) {
             c.value.is_some() || c.catch_all.is_some() || !c.children.is_empty() || !c.params.is_empty(),
             "no dead-end nodes"
         );
-        check(c, false);
+        check(c);
     }
     let unrestricted = node.params.iter().filter(|e| e.pattern.is_none()).count();
     assert!(unrestricted <= 1, "at most one unrestricted parameter edge per node");
@@ -325,6 +318,6 @@ fn check(node: &Node, is_root: bool) {
         }
     }
     for e in &node.params {
-        check(&e.node, false);
+        check(&e.node);
     }
 }

@@ -77,15 +77,33 @@ fn probe_uring() -> Result<(), String> {
     }
 }
 
+/// Ring set-up flags for a thread-per-core ring: one thread submits (SINGLE_ISSUER), and
+/// completions need not interrupt it (COOP_TASKRUN): task work runs when the shard next
+/// enters the kernel, which it does every loop.
+fn tuned_ring() -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    b.setup_coop_taskrun().setup_single_issuer();
+    b
+}
+
 /// Runs `fut` to completion on a new runtime of the given (resolved) backend, on the
 /// calling thread.
 pub(crate) fn block_on<F: Future>(backend: IoBackend, fut: F) -> io::Result<F::Output> {
     match backend {
         IoBackend::Uring | IoBackend::Auto => {
-            let mut rt = RuntimeBuilder::<IoUringDriver>::new()
+            let tuned = RuntimeBuilder::<IoUringDriver>::new()
                 .with_entries(RING_ENTRIES)
+                .uring_builder(tuned_ring())
                 .enable_timer()
-                .build()?;
+                .build();
+            let mut rt = match tuned {
+                Ok(rt) => rt,
+                // Kernels before 6.0 refuse the setup flags: plain ring then.
+                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(RING_ENTRIES)
+                    .enable_timer()
+                    .build()?,
+            };
             Ok(rt.block_on(fut))
         }
         IoBackend::Epoll => {

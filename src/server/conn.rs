@@ -178,12 +178,13 @@ async fn run_route(route: &Route, ctx: &mut Context, arena: &FutureArena) -> Ans
     }
     let shard_id = ctx.shard.id;
     let mut chain = pin!(Next::new(&route.chain, &route.endpoint, arena).run(ctx));
-    let result = std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| chain.as_mut().poll(cx))) {
-        Ok(Poll::Ready(())) => Poll::Ready(true),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(_) => Poll::Ready(false),
-    })
-    .await;
+    let result =
+        std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| chain.as_mut().poll(cx))) {
+            Ok(Poll::Ready(())) => Poll::Ready(true),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(false),
+        })
+        .await;
     if result {
         Answered::Normal
     } else {
@@ -255,7 +256,8 @@ fn finish_response(ctx: &mut Context) -> bool {
 async fn next_request(ctx: &mut Context) -> Result<usize, End> {
     let limits_header_ms = ctx.shard.limits.header_timeout_ms;
     let idle = Duration::from_millis(ctx.shard.limits.idle_timeout_ms);
-    let mut head_deadline = (!ctx.buf.is_empty()).then(|| Instant::now() + Duration::from_millis(limits_header_ms));
+    let mut head_deadline =
+        (!ctx.buf.is_empty()).then(|| Instant::now() + Duration::from_millis(limits_header_ms));
     let head_len = loop {
         if !ctx.buf.is_empty() {
             match parse_head(&ctx.buf, &ctx.shard.limits, &mut ctx.head) {

@@ -155,7 +155,8 @@ where
         let backend = backend::resolve(cfg.io_backend).map_err(ServerError::IoUringUnavailable)?;
         let listeners = listener::bind_reuseport(cfg.listen, cores.len(), cfg.backlog)
             .map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
-        let addr = listeners[0].local_addr().map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
+        let addr =
+            listeners[0].local_addr().map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(cores.len());

@@ -60,6 +60,8 @@ pub(crate) struct ShardLocal {
     pub(crate) date: DateCache,
     pub(crate) draining: Cell<bool>,
     pub(crate) stats: Rc<ShardStats>,
+    /// Boxed so a connection task holds a pointer, not a large struct, in its future.
+    #[allow(clippy::vec_box)]
     pool: RefCell<Vec<Box<ConnState>>>,
 }
 
@@ -212,7 +214,11 @@ where
     let listener = match TcpListener::from_std(spec.listener) {
         Ok(l) => l,
         Err(source) => {
-            let _ = spec.ready.send(Err(ShardStartError::Io { shard: id, what: "registering the listener", source }));
+            let _ = spec.ready.send(Err(ShardStartError::Io {
+                shard: id,
+                what: "registering the listener",
+                source,
+            }));
             return;
         }
     };
@@ -281,4 +287,3 @@ fn spawn_date_ticker(shard: &Rc<ShardLocal>) {
         }
     });
 }
-

@@ -118,7 +118,11 @@ impl Raw {
                     return resp;
                 }
                 httparse::Status::Partial => {
-                    assert!(self.fill() > 0, "closed before a response: {:?}", String::from_utf8_lossy(&self.buf));
+                    assert!(
+                        self.fill() > 0,
+                        "closed before a response: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
                 }
             }
         }
@@ -138,7 +142,8 @@ impl Raw {
                 assert!(self.fill() > 0, "closed in chunk size");
             };
             let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .expect("hex size");
             self.buf.drain(..line_end + 2);
             while self.buf.len() < size + 2 {
                 assert!(self.fill() > 0, "closed in chunk data");
