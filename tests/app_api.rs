@@ -357,3 +357,28 @@ fn route_conflicts_stop_the_server_from_starting() {
     .expect_err("conflict refuses start");
     assert!(err.to_string().contains("`GET /u/:name` conflicts with existing route `GET /u/:id`"), "{err}");
 }
+
+#[test]
+fn query_parameters_are_decoded() {
+    let server = start_with(
+        || {
+            let mut r = Router::new();
+            r.get("/search", |c: &mut Context| {
+                let q = c.query("q").unwrap_or_default().into_owned();
+                let missing = c.query("missing").is_none();
+                c.json(200, &serde_json::json!({"q": q, "missing": missing, "raw": c.query_string()}));
+            })?;
+            Ok(r)
+        },
+        1,
+        IoBackend::Auto,
+        Limits::default(),
+    );
+    let mut c = Raw::connect(server.local_addr());
+    let v: serde_json::Value =
+        serde_json::from_str(&c.get("/search?x=1&q=caf%C3%A9+au+lait&q=second").text()).expect("json");
+    assert_eq!(v["q"], "café au lait", "first value, + and %XX decoded");
+    assert_eq!(v["missing"], true);
+    assert_eq!(v["raw"], "x=1&q=caf%C3%A9+au+lait&q=second");
+    server.shutdown();
+}

@@ -263,3 +263,72 @@ fn absolute_form_targets_are_routed_by_path() {
     assert_eq!(r.text(), r#"{"id":"7"}"#);
     server.shutdown();
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_by_the_write_timeout() {
+    let limits = Limits { write_timeout_ms: 300, ..Limits::default() };
+    let server = start_with(
+        || {
+            let mut r = Router::new();
+            r.get("/big", |c: &mut Context| c.bytes(200, "application/octet-stream", &vec![b'x'; 32 << 20]))?;
+            r.get("/small", |c: &mut Context| c.string(200, "small"))?;
+            Ok(r)
+        },
+        1,
+        IoBackend::Auto,
+        limits,
+    );
+    let addr = server.local_addr();
+    let mut stuck = Raw::connect(addr);
+    stuck.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    // Meanwhile the shard serves others.
+    assert_eq!(Raw::connect(addr).get("/small").text(), "small");
+    std::thread::sleep(Duration::from_millis(1000));
+    // Now read: the server gave up, so the stream ends well before 32 MiB.
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut stuck.stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert!(total < 32 << 20, "connection closed mid-response ({total} bytes)");
+    server.shutdown();
+}
+
+#[test]
+fn a_missing_length_is_411_only_on_a_route_that_exists() {
+    let server = start_default(1, IoBackend::Auto);
+    let mut c = Raw::connect(server.local_addr());
+    c.send(b"POST /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 405, "wrong method wins over the missing length");
+    c.send(b"PUT /nowhere HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 404);
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 411);
+    assert!(c.closed());
+    server.shutdown();
+}
+
+#[test]
+fn large_bodies_one_after_another_on_one_connection() {
+    let server = start_default(1, IoBackend::Auto);
+    let mut c = Raw::connect(server.local_addr());
+    for size in [200_000usize, 900_000, 10, 500_000] {
+        let doc = format!("{{\"pad\":\"{}\"}}", "p".repeat(size));
+        c.send(
+            format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{doc}", doc.len())
+                .as_bytes(),
+        );
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), doc.len(), "size {size}");
+    }
+    server.shutdown();
+}

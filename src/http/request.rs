@@ -72,6 +72,8 @@ pub(crate) struct RequestHead {
     pub(crate) keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub(crate) expect_continue: bool,
+    /// A POST, PUT or PATCH came with no length (and `limits.require_length` is on).
+    pub(crate) length_missing: bool,
 }
 
 impl RequestHead {
@@ -87,6 +89,7 @@ impl RequestHead {
             framing: BodyFraming::None,
             keep_alive: true,
             expect_continue: false,
+            length_missing: false,
         }
     }
 }
@@ -308,16 +311,18 @@ impl FieldSummary {
                     HttpError::InvalidTransferEncoding
                 });
             }
+            head.length_missing = false;
             BodyFraming::Chunked
         } else if let Some(n) = self.content_length {
+            head.length_missing = false;
             if n > limits.max_body_bytes as u64 {
                 return Err(HttpError::BodyTooLarge);
             }
             if n == 0 { BodyFraming::None } else { BodyFraming::Length(n) }
         } else {
-            if limits.require_length && head.method.expects_body() {
-                return Err(HttpError::LengthRequired);
-            }
+            // Answered with 411 once routing shows the request reached a route: a
+            // wrong method or path still gets its 405 or 404.
+            head.length_missing = limits.require_length && head.method.expects_body();
             BodyFraming::None
         };
         head.keep_alive = if http11 { !self.conn_close } else { self.conn_keep_alive && !self.conn_close };
@@ -437,7 +442,6 @@ mod tests {
                 HttpError::InvalidTransferEncoding,
             ),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::TransferEncodingInHttp10),
-            ("POST / HTTP/1.1\r\nHost: a\r\n\r\n", HttpError::LengthRequired),
             ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", HttpError::ObsFold),
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", HttpError::VersionNotSupported),
             ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", HttpError::VersionNotSupported),
@@ -492,6 +496,12 @@ mod tests {
         assert_eq!(h.framing, BodyFraming::Length(5));
         let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").expect("ok");
         assert_eq!(h.framing, BodyFraming::None);
+        assert!(!h.length_missing);
+        // No length on a body method: flagged, answered 411 once it reaches a route.
+        let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\n\r\n").expect("ok");
+        assert!(h.length_missing);
+        let (_, h) = parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("ok");
+        assert!(!h.length_missing);
         let (_, h) = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")
             .expect("ok");
         assert!(h.expect_continue);

@@ -106,6 +106,7 @@ async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Rou
         stats.in_flight.set(stats.in_flight.get() - 1);
         let keep_alive = match outcome {
             Answered::Normal => finish_response(ctx),
+            Answered::Refused(e) => return Err(End::Answer(e)),
             Answered::Panicked => {
                 let resp = ctx.resp.get_mut();
                 if resp.streaming.is_none() {
@@ -127,8 +128,12 @@ async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Rou
 }
 
 enum Answered {
+    /// The chain ran (or a redirect, 404 or 405 was set up).
     Normal,
+    /// A handler panicked.
     Panicked,
+    /// The request is refused with an error status; the connection closes.
+    Refused(HttpError),
 }
 
 /// Routes the request in `ctx` and runs its chain.
@@ -141,6 +146,7 @@ async fn answer(ctx: &mut Context, arena: &FutureArena, router: &Router, scratch
         p.1 += base;
     }
     let route: &Route = match decision {
+        Dispatch::Found(_) if ctx.head.length_missing => return Answered::Refused(HttpError::LengthRequired),
         Dispatch::Found(id) => {
             let route = router.route(id);
             ctx.route = Some(Rc::clone(&route.meta));
@@ -299,7 +305,8 @@ async fn next_request(ctx: &mut Context) -> Result<usize, End> {
                 if ctx.head.expect_continue && ctx.buf.len() == head_len {
                     ctx.out.extend_from_slice(response::CONTINUE);
                 }
-                ctx.buf.reserve(total - ctx.buf.len());
+                let shard = Rc::clone(&ctx.shard);
+                shard.buffers.grow(&mut ctx.buf, total + 1024);
                 while ctx.buf.len() < total {
                     read_body_piece(ctx).await?;
                 }
@@ -356,7 +363,9 @@ enum ReadError {
 /// Reads once into the spare capacity of the read buffer (growing it when full).
 async fn read_more(ctx: &mut Context, wait: Duration) -> Result<usize, ReadError> {
     if ctx.buf.capacity() - ctx.buf.len() < 1024 {
-        ctx.buf.reserve(super::shard::BUF_SMALL);
+        let shard = Rc::clone(&ctx.shard);
+        let want = ctx.buf.len() + super::shard::BUF_SMALL;
+        shard.buffers.grow(&mut ctx.buf, want);
     }
     let Some(io) = ctx.io.as_mut() else {
         return Err(ReadError::Io(io::Error::new(io::ErrorKind::NotConnected, "no socket")));

@@ -14,6 +14,7 @@
 //! ```
 
 pub(crate) mod backend;
+pub(crate) mod buffers;
 pub(crate) mod conn;
 pub(crate) mod listener;
 pub(crate) mod shard;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use monoio::net::TcpListener;
 
 use super::backend::{self, IoBackend};
+use super::buffers::BufferPool;
 use super::conn;
 use crate::arena::FutureArena;
 use crate::context::{Context, SpawnError};
@@ -46,10 +47,8 @@ pub(crate) struct ConnState {
     pub(crate) arena: FutureArena,
 }
 
-/// Default capacity of a connection's read and write buffers.
-pub(crate) const BUF_SMALL: usize = 8 * 1024;
-/// Buffers grown past this are shrunk back to `BUF_SMALL` when the connection idles.
-pub(crate) const BUF_SHRINK_ABOVE: usize = 64 * 1024;
+/// Default capacity of a connection's read and write buffers (the smallest class).
+pub(crate) const BUF_SMALL: usize = super::buffers::CLASSES[0];
 /// Most connection states kept for reuse per shard.
 const POOL_MAX: usize = 1024;
 
@@ -60,6 +59,7 @@ pub(crate) struct ShardLocal {
     pub(crate) date: DateCache,
     pub(crate) draining: Cell<bool>,
     pub(crate) stats: Rc<ShardStats>,
+    pub(crate) buffers: BufferPool,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
     pool: RefCell<Vec<Box<ConnState>>>,
@@ -73,6 +73,7 @@ impl ShardLocal {
             date: DateCache::new(),
             draining: Cell::new(false),
             stats: Rc::new(ShardStats::default()),
+            buffers: BufferPool::default(),
             pool: RefCell::new(Vec::new()),
         })
     }
@@ -83,7 +84,7 @@ impl ShardLocal {
             return state;
         }
         Box::new(ConnState {
-            ctx: Context::new(Rc::clone(self), Vec::with_capacity(BUF_SMALL), Vec::with_capacity(BUF_SMALL)),
+            ctx: Context::new(Rc::clone(self), self.buffers.take(BUF_SMALL), self.buffers.take(BUF_SMALL)),
             arena: FutureArena::new(),
         })
     }
@@ -128,18 +129,16 @@ impl ShardLocal {
     }
 }
 
-/// Shrinks a connection's buffers back to the small class once they grew big.
+/// Hands a connection's grown buffers back to the pool once it is idle.
 pub(crate) fn shrink_idle(ctx: &mut Context) {
-    for buf in [&mut ctx.buf, &mut ctx.out, &mut ctx.chunked_body] {
-        if buf.is_empty() && buf.capacity() > BUF_SHRINK_ABOVE {
-            buf.shrink_to(BUF_SMALL);
-        }
-    }
-    let resp = ctx.resp.get_mut();
-    if resp.body.capacity() > BUF_SHRINK_ABOVE {
-        resp.body.clear();
-        resp.body.shrink_to(BUF_SMALL);
-    }
+    let shard = Rc::clone(&ctx.shard);
+    let pool = &shard.buffers;
+    pool.shrink(&mut ctx.buf);
+    pool.shrink(&mut ctx.out);
+    pool.shrink(&mut ctx.chunked_body);
+    let body = &mut ctx.resp.get_mut().body;
+    body.clear();
+    pool.shrink(body);
 }
 
 /// Everything a shard thread needs to start.
