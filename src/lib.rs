@@ -34,6 +34,11 @@ mod router;
 mod server;
 pub mod time;
 
+/// The README's code blocks, compiled as doc tests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use app::default_app;
 pub use context::{BindError, Context, SpawnError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
