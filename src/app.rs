@@ -36,6 +36,15 @@ pub fn default_app() -> Result<Router, RouteError> {
     Ok(r)
 }
 
+/// The default app with the default middleware stack: request ids and the access log
+/// (`ringo serve --stack default`).
+pub fn default_app_with_stack() -> Result<Router, RouteError> {
+    let mut r = default_app()?;
+    r.middleware(crate::middleware::request_id());
+    r.middleware(crate::middleware::logger());
+    Ok(r)
+}
+
 fn ping(c: &mut Context) {
     // Gin's `go func()` example: work that outlives the request, on this shard.
     let shard = c.shard_id();

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::http::Limits;
 use crate::server::{IoBackend, ServerConfig};
 
+/// `RINGO_*` variables that belong to ringo's scripts, not to the configuration.
+const TOOL_VARS: [&str; 3] = ["SYSROOT", "BIN", "TUNING_STATE"];
+
 /// The `[server]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +39,19 @@ pub struct ServerSection {
     pub drain_timeout_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `ringo=debug`.
     pub log: String,
+    /// The default app's middleware: `bare` (none) or `default` (request id + access log).
+    pub stack: Stack,
+}
+
+/// Which middleware the default app runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    /// No middleware: the fastest path.
+    #[default]
+    Bare,
+    /// `request_id()` and `logger()` around every route.
+    Default,
 }
 
 impl Default for ServerSection {
@@ -50,6 +66,7 @@ impl Default for ServerSection {
             backlog: 4096,
             drain_timeout_ms: 10_000,
             log: "info".into(),
+            stack: Stack::Bare,
         }
     }
 }
@@ -128,7 +145,8 @@ impl Config {
             };
             let Some(toml::Value::Table(t)) = table.get_mut(section) else { continue };
             if !t.contains_key(&field) {
-                return Err(ConfigError::Env { var, message: format!("no key `{section}.{field}`") });
+                // Not a setting (a tool's variable, or a typo): see `unknown_env_vars`.
+                continue;
             }
             let parsed = value
                 .parse::<toml::Value>()
@@ -146,6 +164,34 @@ impl Config {
         toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Env { var: "RINGO_*".into(), message: e.to_string() })
+    }
+
+    /// The `RINGO_*` variables in `env` that name no setting (the CLI warns about them),
+    /// leaving out the ones ringo's own tools use (`RINGO_SYSROOT`, `RINGO_BIN`,
+    /// `RINGO_TUNING_STATE`).
+    pub fn unknown_env_vars(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let defaults = match toml::Table::try_from(Config::default()) {
+            Ok(t) => t,
+            Err(_) => return Vec::new(),
+        };
+        let mut unknown = Vec::new();
+        for (var, _) in env {
+            let Some(key) = var.strip_prefix("RINGO_") else { continue };
+            if TOOL_VARS.contains(&key) {
+                continue;
+            }
+            let key = key.to_ascii_lowercase();
+            let (section, field) = match key.strip_prefix("limits_") {
+                Some(field) => ("limits", field.to_owned()),
+                None => ("server", key),
+            };
+            let known =
+                matches!(defaults.get(section), Some(toml::Value::Table(t)) if t.contains_key(&field));
+            if !known {
+                unknown.push(var);
+            }
+        }
+        unknown
     }
 
     /// The configuration as TOML text (what `ringo config` prints).
@@ -251,8 +297,10 @@ mod tests {
         assert!(msg.contains("shardz") && msg.contains("line 2"), "{msg}");
         let msg = Config::load(None, env(&[("RINGO_SHARDS", "many")])).expect_err("bad env").to_string();
         assert!(msg.contains("RINGO_SHARDS"), "{msg}");
-        let msg = Config::load(None, env(&[("RINGO_NOPE", "1")])).expect_err("unknown env").to_string();
-        assert!(msg.contains("RINGO_NOPE"), "{msg}");
+        // Unknown variables are not settings: ignored by `load`, listed for a warning.
+        let vars = env(&[("RINGO_NOPE", "1"), ("RINGO_SYSROOT", "/tmp/x"), ("RINGO_SHARDS", "2")]);
+        assert!(Config::load(None, vars.clone()).is_ok());
+        assert_eq!(Config::unknown_env_vars(vars), vec!["RINGO_NOPE".to_string()]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod app;
 mod arena;
 pub mod config;
 mod context;
+pub mod doctor;
 mod handler;
 pub mod http;
 pub mod middleware;
@@ -39,7 +40,7 @@ pub mod time;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use app::default_app;
+pub use app::{default_app, default_app_with_stack};
 pub use context::{BindError, Context, SpawnError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};

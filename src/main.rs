@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ringo::config::Config;
+use ringo::config::{Config, Stack};
+use ringo::doctor::{Host, Status, layout};
 use ringo::{IoBackend, Server};
 
 #[derive(Parser)]
@@ -23,6 +24,23 @@ enum Command {
     Serve(Flags),
     /// Print the effective configuration (defaults < file < RINGO_* env < flags) as TOML.
     Config(Flags),
+    /// Check this host for running ringo (io_uring, limits, CPUs, IRQs, NUMA…).
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Clone)]
+struct DoctorArgs {
+    #[command(flatten)]
+    flags: Flags,
+    /// Print findings as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Propose a CPU layout (shards, control thread, IRQs) instead of checking.
+    #[arg(long)]
+    layout: bool,
+    /// Read /proc and /sys under this root instead of / (no live probes).
+    #[arg(long, value_name = "DIR", env = "RINGO_SYSROOT")]
+    root: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -48,6 +66,9 @@ struct Flags {
     /// Log filter, e.g. info, debug, ringo=debug.
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// The default app's middleware: bare or default (request id + access log).
+    #[arg(long, value_enum, value_name = "STACK")]
+    stack: Option<Stack>,
 }
 
 impl Flags {
@@ -72,10 +93,16 @@ impl Flags {
         if let Some(v) = &self.log {
             s.log = v.clone();
         }
+        if let Some(v) = self.stack {
+            s.stack = v;
+        }
     }
 }
 
 fn load(flags: &Flags) -> Result<Config, String> {
+    for var in Config::unknown_env_vars(std::env::vars()) {
+        eprintln!("ringo: ignoring {var}: no such setting");
+    }
     let mut cfg = Config::load(flags.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
     flags.apply(&mut cfg);
     cfg.server_config().map_err(|e| e.to_string())?;
@@ -88,6 +115,7 @@ fn main() -> ExitCode {
         None => (true, cli.flags),
         Some(Command::Serve(f)) => (true, f),
         Some(Command::Config(f)) => (false, f),
+        Some(Command::Doctor(args)) => return doctor(&args),
     };
     let cfg = match load(&flags) {
         Ok(cfg) => cfg,
@@ -111,11 +139,47 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Server::new(ringo::default_app).config(server_cfg).run() {
+    let factory = match cfg.server.stack {
+        Stack::Bare => ringo::default_app,
+        Stack::Default => ringo::default_app_with_stack,
+    };
+    match Server::new(factory).config(server_cfg).run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringo: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let cfg = match load(&args.flags) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("ringo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let host = match &args.root {
+        Some(root) => Host::at(root),
+        None => Host::real(),
+    };
+    if args.layout {
+        let topo = layout::read_topology(&host);
+        let plan = layout::propose(&topo);
+        if args.json {
+            let doc = serde_json::json!({ "topology": topo, "layout": plan });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            print!("{}", layout::render(&topo, &plan));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let findings = ringo::doctor::run(&host, &cfg);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&findings).unwrap_or_default());
+    } else {
+        print!("{}", ringo::doctor::render(&findings));
+    }
+    if findings.iter().any(|f| f.status == Status::Fail) { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
