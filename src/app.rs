@@ -59,7 +59,7 @@ fn ping(c: &mut Context) {
 }
 
 fn echo(c: &mut Context) {
-    if let Ok(doc) = c.bind_json::<simd_json::OwnedValue>() {
+    if let Ok(doc) = c.bind_json::<serde_json::Value>() {
         c.json(200, &doc);
     }
 }

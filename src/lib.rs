@@ -25,6 +25,8 @@
 
 mod app;
 mod arena;
+#[doc(hidden)]
+pub mod bench_api;
 pub mod config;
 mod context;
 pub mod doctor;

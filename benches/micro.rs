@@ -1,0 +1,174 @@
+//! Criterion micro-benchmarks: router lookup on the GitHub API route set (static, param,
+//! catch-all), request-head parsing, chunked decoding, JSON parse and serialize
+//! (simd-json against serde_json), and arena against heap allocation of per-request data.
+//!
+//! Run: `cargo bench --bench micro` (add `-- router` to run one group).
+
+use std::hint::black_box;
+
+use bumpalo::Bump;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringo::Method;
+use ringo::bench_api::{HeadParser, RouteTable, decode_chunked};
+
+fn github_routes() -> Vec<(Method, &'static str)> {
+    include_str!("data/github-routes.txt")
+        .lines()
+        .filter_map(|line| {
+            let (m, p) = line.split_once(' ')?;
+            Some((Method::from_bytes(m.as_bytes())?, p))
+        })
+        .collect()
+}
+
+/// A concrete path for a pattern: `:name` becomes `v`, `*name` becomes `a/b`.
+fn concrete(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|seg| match seg.chars().next() {
+            Some(':') => "v".to_owned(),
+            Some('*') => "a/b".to_owned(),
+            _ => seg.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn router(c: &mut Criterion) {
+    let mut routes = github_routes();
+    routes.push((Method::Get, "/static/*filepath"));
+    let mut table = RouteTable::new(&routes).expect("GitHub routes register");
+    let requests: Vec<(Method, String)> = routes.iter().map(|(m, p)| (*m, concrete(p))).collect();
+    let mut g = c.benchmark_group("router");
+    g.bench_function("static /user/repos", |b| {
+        b.iter(|| table.lookup(Method::Get, black_box("/user/repos")))
+    });
+    g.bench_function("param /repos/:owner/:repo/stargazers", |b| {
+        b.iter(|| table.lookup(Method::Get, black_box("/repos/julienschmidt/httprouter/stargazers")))
+    });
+    g.bench_function("catch-all /static/*filepath", |b| {
+        b.iter(|| table.lookup(Method::Get, black_box("/static/css/site/main.css")))
+    });
+    g.throughput(Throughput::Elements(requests.len() as u64));
+    g.bench_function("all 204 routes", |b| {
+        b.iter(|| {
+            for (m, p) in &requests {
+                black_box(table.lookup(*m, p));
+            }
+        })
+    });
+    g.finish();
+}
+
+const WRK_GET: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+const BROWSER_GET: &[u8] = b"GET /repos/julienschmidt/httprouter/stargazers?page=2 HTTP/1.1\r\n\
+Host: api.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\
+Cookie: session=0123456789abcdef; theme=dark\r\nUpgrade-Insecure-Requests: 1\r\n\
+Cache-Control: max-age=0\r\nX-Request-Id: 7d5c9c2e-4b1f-4b8e-9a51-0f4f5d2f8e11\r\n\r\n";
+
+fn parsing(c: &mut Criterion) {
+    let mut parser = HeadParser::default();
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(WRK_GET.len() as u64));
+    g.bench_function("head: wrk GET (1 header)", |b| b.iter(|| parser.parse(black_box(WRK_GET))));
+    g.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
+    g.bench_function("head: browser GET (10 headers)", |b| b.iter(|| parser.parse(black_box(BROWSER_GET))));
+    let mut body = Vec::new();
+    for _ in 0..16 {
+        body.extend_from_slice(b"400\r\n");
+        body.extend(std::iter::repeat_n(b'x', 1024));
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut out = Vec::with_capacity(1 << 15);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("chunked: 16 x 1 KiB", |b| b.iter(|| decode_chunked(black_box(&body), &mut out)));
+    g.finish();
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Message<'a> {
+    message: &'a str,
+}
+
+fn json(c: &mut Criterion) {
+    let doc: String = {
+        let items: Vec<String> = (0..12)
+            .map(|i| format!(r#"{{"id":{i},"name":"item {i}","tags":["a","b"],"price":{i}.5}}"#))
+            .collect();
+        format!(r#"{{"items":[{}],"total":12}}"#, items.join(","))
+    };
+    let mut g = c.benchmark_group("json");
+    g.throughput(Throughput::Bytes(doc.len() as u64));
+    let mut scratch = Vec::with_capacity(doc.len());
+    g.bench_function("parse 1 KiB: simd-json", |b| {
+        b.iter(|| {
+            scratch.clear();
+            scratch.extend_from_slice(doc.as_bytes());
+            simd_json::serde::from_slice::<simd_json::OwnedValue>(black_box(&mut scratch)).is_ok()
+        })
+    });
+    g.bench_function("parse 1 KiB: simd-json native value", |b| {
+        b.iter(|| {
+            scratch.clear();
+            scratch.extend_from_slice(doc.as_bytes());
+            simd_json::to_owned_value(black_box(&mut scratch)).is_ok()
+        })
+    });
+    g.bench_function("parse 1 KiB: serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(doc.as_bytes())).is_ok())
+    });
+    let mut out = Vec::with_capacity(256);
+    let msg = Message { message: "Hello, World!" };
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("serialize hello: simd-json", |b| {
+        b.iter(|| {
+            out.clear();
+            simd_json::serde::to_writer(&mut out, black_box(&msg)).is_ok()
+        })
+    });
+    g.bench_function("serialize hello: serde_json", |b| {
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(&msg)).is_ok()
+        })
+    });
+    g.finish();
+}
+
+/// Per-request data of a middleware chain: a few small values of different sizes.
+#[derive(Default)]
+struct RequestData {
+    id: [u8; 32],
+    start: u64,
+    user: Option<u64>,
+}
+
+fn arena(c: &mut Criterion) {
+    let mut g = c.benchmark_group("per-request data");
+    let mut bump = Bump::with_capacity(4096);
+    g.bench_function("arena: 8 values, then reset", |b| {
+        b.iter(|| {
+            for i in 0..8u64 {
+                let v = bump.alloc(RequestData { start: i, ..RequestData::default() });
+                black_box(&v.id);
+                black_box(v.user);
+                black_box(v.start);
+            }
+            bump.reset();
+        })
+    });
+    g.bench_function("heap: 8 boxed values, then drop", |b| {
+        b.iter(|| {
+            let boxes: [Box<RequestData>; 8] =
+                std::array::from_fn(|i| Box::new(RequestData { start: i as u64, ..RequestData::default() }));
+            black_box(&boxes);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, router, parsing, json, arena);
+criterion_main!(benches);
