@@ -136,6 +136,8 @@ pub(crate) fn shrink_idle(ctx: &mut Context) {
     pool.shrink(&mut ctx.buf);
     pool.shrink(&mut ctx.out);
     pool.shrink(&mut ctx.chunked_body);
+    ctx.scratch.clear();
+    pool.shrink(&mut ctx.scratch);
     let body = &mut ctx.resp.get_mut().body;
     body.clear();
     pool.shrink(body);

@@ -1,0 +1,67 @@
+// Gin peer for ringo's benchmarks: the routes and bodies of ringo's default app.
+// Release mode, gin.New() (no logger, no recovery middleware), GOMAXPROCS = -workers.
+//
+// Builds offline in GOPATH mode against Debian's golang-github-gin-gonic-gin-dev (1.8.1):
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o ../../bin/gin .
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"runtime"
+
+	"github.com/gin-gonic/gin"
+)
+
+type message struct {
+	Message string `json:"message"`
+}
+
+type user struct {
+	ID string `json:"id"`
+}
+
+const maxBody = 1 << 20
+
+func main() {
+	host := flag.String("host", "127.0.0.1", "address to listen on")
+	port := flag.Int("port", 8080, "port to listen on")
+	workers := flag.Int("workers", 1, "GOMAXPROCS")
+	flag.Parse()
+	if *workers < 1 {
+		*workers = 1
+	}
+	runtime.GOMAXPROCS(*workers)
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/plaintext", func(c *gin.Context) {
+		c.String(http.StatusOK, "Hello, World!")
+	})
+	r.GET("/json", func(c *gin.Context) {
+		c.JSON(http.StatusOK, message{Message: "Hello, World!"})
+	})
+	r.GET("/users/:id", func(c *gin.Context) {
+		c.JSON(http.StatusOK, user{ID: c.Param("id")})
+	})
+	r.POST("/echo", func(c *gin.Context) {
+		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+		var doc interface{}
+		if err == nil {
+			err = json.Unmarshal(body, &doc)
+		}
+		if err != nil {
+			c.String(http.StatusBadRequest, "invalid JSON")
+			return
+		}
+		c.JSON(http.StatusOK, doc)
+	})
+
+	addr := fmt.Sprintf("%s:%d", *host, *port)
+	log.Fatal(http.ListenAndServe(addr, r))
+}

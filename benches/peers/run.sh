@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs one peer server in the foreground: run.sh NAME PORT WORKERS
+#
+# NAME: actix hyper may-minihttp glommio monoio-bare uring-raw (target/release/NAME),
+#       gin echo (bin/NAME), nginx (nginx/nginx.conf.template rendered into a fresh
+#       directory, `nginx -g 'daemon off;' -c FILE`).
+# HOST (default 127.0.0.1) is the address to listen on. Build first with ./build.sh.
+# The process is exec'd, so the caller's pid is the server's pid (kill it to stop it).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+if [ $# -ne 3 ]; then
+  echo "usage: $0 NAME PORT WORKERS" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx" >&2
+  exit 2
+fi
+name=$1 port=$2 workers=$3
+host=${HOST:-127.0.0.1}
+
+need() { # binary
+  if [ ! -x "$1" ]; then
+    echo "[peers] $name is not built ($1 missing): run $here/build.sh" >&2
+    exit 1
+  fi
+}
+
+case $name in
+  actix | hyper | may-minihttp | glommio | monoio-bare | uring-raw)
+    bin="$here/target/release/$name"
+    need "$bin"
+    exec "$bin" --host "$host" --port "$port" --workers "$workers"
+    ;;
+  gin | echo)
+    bin="$here/bin/$name"
+    need "$bin"
+    exec "$bin" -host "$host" -port "$port" -workers "$workers"
+    ;;
+  nginx)
+    nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+    need "$nginx_bin"
+    # One directory per port, replaced on each start: pid file, error log, temp paths.
+    dir="${TMPDIR:-/tmp}/ringo-peer-nginx-$port"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    sed -e "s|WORKERS|$workers|g" -e "s|HOST|$host|g" -e "s|PORT|$port|g" -e "s|TMPDIR|$dir|g" \
+      "$here/nginx/nginx.conf.template" > "$dir/nginx.conf"
+    exec "$nginx_bin" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
+    ;;
+  *)
+    echo "[peers] unknown peer: $name" >&2
+    exit 2
+    ;;
+esac

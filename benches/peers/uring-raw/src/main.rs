@@ -1,0 +1,497 @@
+//! uring-raw peer, "the practical ceiling": the io-uring crate directly, no runtime, no
+//! futures. One thread per worker (pinned), each with its own ring and SO_REUSEPORT listener.
+//!
+//! - accept: multishot (`AcceptMulti`, Linux 5.19), single-shot `Accept` where the kernel
+//!   answers EINVAL;
+//! - recv: multishot (`RecvMulti`, Linux 6.0) into a provided-buffer ring (Linux 5.19),
+//!   single-shot `Recv` into the connection's own buffer where either is refused;
+//! - send: one `Send` in flight per connection; responses produced meanwhile wait in a second
+//!   buffer and go out together (pipelining);
+//! - requests: httparse, Content-Length bodies skipped; `GET /plaintext` and `GET /json` get
+//!   fixed responses (the JSON body is a constant here), everything else 404. The Date header
+//!   is refreshed once a second.
+//!
+//! `URING_RAW_SINGLESHOT=1` forces the single-shot accept and recv paths.
+
+#[path = "../../common/args.rs"]
+mod args;
+#[path = "../../common/listener.rs"]
+mod listener;
+#[path = "../../common/pin.rs"]
+mod pin;
+
+use std::alloc::{alloc_zeroed, Layout};
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use io_uring::types::{BufRingEntry, Fd};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+const RING_ENTRIES: u32 = 4096;
+const BUF_GROUP: u16 = 0;
+const BUF_COUNT: u16 = 1024; // power of two
+const BUF_SIZE: usize = 4096;
+const MAX_HEAD: usize = 64 * 1024;
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+
+fn user_data(op: u64, slot: u32) -> u64 {
+    (op << 32) | slot as u64
+}
+
+/// Fixed responses, rebuilt when the second changes; `[keep-alive, Connection: close]`.
+struct Responses {
+    secs: u64,
+    plaintext: [Vec<u8>; 2],
+    json: [Vec<u8>; 2],
+    not_found: [Vec<u8>; 2],
+    bad_request: Vec<u8>,
+}
+
+impl Responses {
+    fn new() -> Self {
+        let mut r = Responses {
+            secs: u64::MAX,
+            plaintext: Default::default(),
+            json: Default::default(),
+            not_found: Default::default(),
+            bad_request: Vec::new(),
+        };
+        r.refresh();
+        r
+    }
+
+    fn refresh(&mut self) {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if secs == self.secs {
+            return;
+        }
+        self.secs = secs;
+        let date = httpdate::fmt_http_date(now);
+        let build = |status: &str, ctype: &str, body: &str, extra: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\nServer: uring-raw\r\nDate: {date}\r\nContent-Type: {ctype}\r\n\
+                 Content-Length: {}\r\n{extra}\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        let close = "Connection: close\r\n";
+        let both = |status: &str, ctype: &str, body: &str| {
+            [build(status, ctype, body, ""), build(status, ctype, body, close)]
+        };
+        self.plaintext = both("200 OK", "text/plain", "Hello, World!");
+        self.json = both("200 OK", "application/json", r#"{"message":"Hello, World!"}"#);
+        self.not_found = both("404 Not Found", "text/plain", "Not Found");
+        self.bad_request = build("400 Bad Request", "text/plain", "Bad Request", close);
+    }
+}
+
+/// Answers the complete requests at the start of `input`; returns (bytes consumed, close).
+fn process(input: &[u8], out: &mut Vec<u8>, rsp: &Responses) -> (usize, bool) {
+    let mut pos = 0;
+    while pos < input.len() {
+        let rest = &input[pos..];
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let head = match req.parse(rest) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if rest.len() <= MAX_HEAD => break,
+            _ => {
+                out.extend_from_slice(&rsp.bad_request);
+                return (input.len(), true);
+            }
+        };
+        let mut body = 0usize;
+        let mut close = req.version == Some(0);
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+                    Some(n) => body = n,
+                    None => {
+                        out.extend_from_slice(&rsp.bad_request);
+                        return (input.len(), true);
+                    }
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                out.extend_from_slice(&rsp.bad_request);
+                return (input.len(), true);
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close = h.value.eq_ignore_ascii_case(b"close")
+                    || (close && !h.value.eq_ignore_ascii_case(b"keep-alive"));
+            }
+        }
+        if rest.len() < head + body {
+            break;
+        }
+        let answer = match (req.method, req.path.map(|p| p.split_once('?').map_or(p, |(p, _)| p))) {
+            (Some("GET"), Some("/plaintext")) => &rsp.plaintext,
+            (Some("GET"), Some("/json")) => &rsp.json,
+            _ => &rsp.not_found,
+        };
+        out.extend_from_slice(&answer[close as usize]);
+        pos += head + body;
+        if close {
+            return (pos, true);
+        }
+    }
+    (pos, false)
+}
+
+#[derive(Default)]
+struct Conn {
+    fd: RawFd,
+    open: bool,
+    /// Bytes of an incomplete request (multishot), or the receive buffer (single-shot).
+    input: Vec<u8>,
+    /// The buffer of the `Send` in flight; not touched until it completes.
+    sending: Vec<u8>,
+    sent: usize,
+    /// Responses produced while a send is in flight.
+    pending: Vec<u8>,
+    recv_armed: bool,
+    send_busy: bool,
+    /// Close once everything queued is written (Connection: close, bad request).
+    close_after_flush: bool,
+    closing: bool,
+}
+
+/// The provided-buffer ring for multishot recv.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    mem: Vec<u8>,
+    tail: u16,
+}
+
+impl BufRing {
+    /// Registers the ring with the kernel; `None` where provided-buffer rings are refused.
+    fn register(ring: &IoUring) -> Option<BufRing> {
+        let layout = Layout::from_size_align(BUF_COUNT as usize * size_of::<BufRingEntry>(), 4096).ok()?;
+        let entries = unsafe { alloc_zeroed(layout) } as *mut BufRingEntry;
+        if entries.is_null() {
+            return None;
+        }
+        let ok =
+            unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, BUF_COUNT, BUF_GROUP, 0) };
+        if ok.is_err() {
+            unsafe { std::alloc::dealloc(entries as *mut u8, layout) };
+            return None;
+        }
+        let mut br = BufRing { entries, mem: vec![0u8; BUF_COUNT as usize * BUF_SIZE], tail: 0 };
+        for bid in 0..BUF_COUNT {
+            br.give_back(bid);
+        }
+        Some(br)
+    }
+
+    fn buf(&self, bid: u16, len: usize) -> &[u8] {
+        &self.mem[bid as usize * BUF_SIZE..][..len]
+    }
+
+    /// Returns buffer `bid` to the kernel.
+    fn give_back(&mut self, bid: u16) {
+        let addr = self.mem.as_ptr() as u64 + bid as u64 * BUF_SIZE as u64;
+        unsafe {
+            let entry = &mut *self.entries.add((self.tail & (BUF_COUNT - 1)) as usize);
+            entry.set_addr(addr);
+            entry.set_len(BUF_SIZE as u32);
+            entry.set_bid(bid);
+            self.tail = self.tail.wrapping_add(1);
+            let tail = &*(BufRingEntry::tail(self.entries) as *const AtomicU16);
+            tail.store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+struct Worker {
+    ring: IoUring,
+    listener: RawFd,
+    bufs: Option<BufRing>,
+    multishot_accept: bool,
+    accepted_any: bool,
+    multishot_recv: bool,
+    received_any: bool,
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    rsp: Responses,
+}
+
+fn push(ring: &mut IoUring, sqe: squeue::Entry) {
+    loop {
+        if unsafe { ring.submission().push(&sqe) }.is_ok() {
+            return;
+        }
+        ring.submit().expect("io_uring submit");
+    }
+}
+
+fn new_ring() -> IoUring {
+    let attempts: [fn(&mut io_uring::Builder); 3] = [
+        |b| {
+            b.setup_single_issuer().setup_defer_taskrun();
+        },
+        |b| {
+            b.setup_coop_taskrun();
+        },
+        |_| {},
+    ];
+    for setup in attempts {
+        let mut builder = IoUring::builder();
+        setup(&mut builder);
+        if let Ok(ring) = builder.build(RING_ENTRIES) {
+            return ring;
+        }
+    }
+    panic!("io_uring_setup failed: {}", std::io::Error::last_os_error());
+}
+
+impl Worker {
+    fn new(listener: RawFd) -> Worker {
+        let ring = new_ring();
+        // URING_RAW_SINGLESHOT=1 forces the single-shot paths (the fallback for older kernels).
+        let singleshot = std::env::var_os("URING_RAW_SINGLESHOT").is_some_and(|v| v != "0");
+        let bufs = if singleshot { None } else { BufRing::register(&ring) };
+        let multishot_recv = bufs.is_some();
+        Worker {
+            ring,
+            listener,
+            bufs,
+            multishot_accept: !singleshot,
+            accepted_any: false,
+            multishot_recv,
+            received_any: false,
+            conns: Vec::new(),
+            free: Vec::new(),
+            rsp: Responses::new(),
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let sqe = if self.multishot_accept {
+            opcode::AcceptMulti::new(Fd(self.listener)).flags(libc::SOCK_CLOEXEC).build()
+        } else {
+            opcode::Accept::new(Fd(self.listener), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        };
+        push(&mut self.ring, sqe.user_data(user_data(OP_ACCEPT, 0)));
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        let sqe = if self.multishot_recv {
+            opcode::RecvMulti::new(Fd(conn.fd), BUF_GROUP).build()
+        } else {
+            if conn.input.capacity() - conn.input.len() < BUF_SIZE / 4 {
+                conn.input.reserve(BUF_SIZE);
+            }
+            let spare = conn.input.capacity() - conn.input.len();
+            let ptr = unsafe { conn.input.as_mut_ptr().add(conn.input.len()) };
+            opcode::Recv::new(Fd(conn.fd), ptr, spare as u32).build()
+        };
+        conn.recv_armed = true;
+        push(&mut self.ring, sqe.user_data(user_data(OP_RECV, slot)));
+    }
+
+    fn flush(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.send_busy || conn.closing {
+            return;
+        }
+        if conn.sent == conn.sending.len() {
+            conn.sending.clear();
+            conn.sent = 0;
+            if conn.pending.is_empty() {
+                if conn.close_after_flush {
+                    self.begin_close(slot);
+                }
+                return;
+            }
+            std::mem::swap(&mut conn.sending, &mut conn.pending);
+        }
+        let rest = &conn.sending[conn.sent..];
+        let sqe = opcode::Send::new(Fd(conn.fd), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(OP_SEND, slot));
+        conn.send_busy = true;
+        push(&mut self.ring, sqe);
+    }
+
+    fn begin_close(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.closing {
+            conn.closing = true;
+            // Ends the armed recv (a multishot recv outlives close(2): it holds the file).
+            unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+        }
+        self.maybe_free(slot);
+    }
+
+    fn maybe_free(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.closing && !conn.recv_armed && !conn.send_busy && conn.open {
+            unsafe { libc::close(conn.fd) };
+            conn.open = false;
+            conn.input.clear();
+            conn.sending.clear();
+            conn.pending.clear();
+            conn.sent = 0;
+            self.free.push(slot);
+        }
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if res >= 0 {
+            self.accepted_any = true;
+            let fd = res;
+            let one: libc::c_int = 1;
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    &one as *const _ as *const libc::c_void,
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            let slot = match self.free.pop() {
+                Some(s) => s,
+                None => {
+                    self.conns.push(Conn::default());
+                    (self.conns.len() - 1) as u32
+                }
+            };
+            let conn = &mut self.conns[slot as usize];
+            conn.fd = fd;
+            conn.open = true;
+            conn.closing = false;
+            conn.close_after_flush = false;
+            self.arm_recv(slot);
+        } else if res == -libc::EINVAL && self.multishot_accept && !self.accepted_any {
+            self.multishot_accept = false;
+        } else if !matches!(
+            -res,
+            libc::EMFILE | libc::ENFILE | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN
+        ) {
+            eprintln!("accept: {}", std::io::Error::from_raw_os_error(-res));
+        }
+        if !cqueue::more(flags) {
+            self.arm_accept();
+        }
+    }
+
+    fn on_recv(&mut self, slot: u32, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.conns[slot as usize].recv_armed = false;
+        }
+        if res > 0 {
+            self.received_any = true;
+            let conn = &mut self.conns[slot as usize];
+            let (consumed, close) = if let Some(bid) = cqueue::buffer_select(flags) {
+                let bufs = self.bufs.as_mut().expect("buffer ring");
+                let data = bufs.buf(bid, res as usize);
+                let done = if conn.closing || conn.close_after_flush {
+                    (0, false)
+                } else if conn.input.is_empty() {
+                    let (n, close) = process(data, &mut conn.pending, &self.rsp);
+                    conn.input.extend_from_slice(&data[n..]);
+                    (0, close)
+                } else {
+                    conn.input.extend_from_slice(data);
+                    process(&conn.input, &mut conn.pending, &self.rsp)
+                };
+                bufs.give_back(bid);
+                done
+            } else {
+                unsafe { conn.input.set_len(conn.input.len() + res as usize) };
+                process(&conn.input, &mut conn.pending, &self.rsp)
+            };
+            conn.input.drain(..consumed);
+            if close {
+                conn.close_after_flush = true;
+            }
+            self.flush(slot);
+        } else if res == 0 {
+            self.begin_close(slot);
+        } else if res == -libc::ENOBUFS {
+            // The buffer ring ran dry; buffers go back as completions are handled: re-arm below.
+        } else if res == -libc::EINVAL && self.multishot_recv && !self.received_any {
+            self.multishot_recv = false;
+        } else {
+            self.begin_close(slot);
+        }
+        let conn = &self.conns[slot as usize];
+        if conn.closing {
+            self.maybe_free(slot);
+        } else if !conn.recv_armed && !conn.close_after_flush {
+            self.arm_recv(slot);
+        }
+    }
+
+    fn on_send(&mut self, slot: u32, res: i32) {
+        let conn = &mut self.conns[slot as usize];
+        conn.send_busy = false;
+        if res < 0 {
+            self.begin_close(slot);
+            return;
+        }
+        conn.sent += res as usize;
+        if conn.closing {
+            self.maybe_free(slot);
+        } else {
+            self.flush(slot);
+        }
+    }
+
+    fn run(&mut self) -> ! {
+        self.arm_accept();
+        let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(RING_ENTRIES as usize * 2);
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => panic!("io_uring_enter: {e}"),
+            }
+            cqes.clear();
+            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            self.rsp.refresh();
+            for &(ud, res, flags) in &cqes {
+                let slot = ud as u32;
+                match ud >> 32 {
+                    OP_ACCEPT => self.on_accept(res, flags),
+                    OP_RECV => self.on_recv(slot, res, flags),
+                    OP_SEND => self.on_send(slot, res),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = args::parse();
+    let addr = args.addr();
+    let cpus = pin::allowed_cpus();
+    let workers: Vec<_> = (0..args.workers)
+        .map(|i| {
+            let listener =
+                listener::reuseport(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")).into_raw_fd();
+            let cpus = cpus.clone();
+            std::thread::Builder::new()
+                .name(format!("uring-{i}"))
+                .spawn(move || {
+                    pin::pin_current(i, &cpus);
+                    Worker::new(listener).run()
+                })
+                .expect("spawn worker")
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+}
