@@ -23,7 +23,7 @@ const TOOL_VARS: [&str; 3] = ["SYSROOT", "BIN", "TUNING_STATE"];
 pub struct ServerSection {
     /// Data listener address.
     pub listen: String,
-    /// Admin listener address (health, metrics); loopback by default.
+    /// Admin listener address (health, metrics); loopback by default; empty: none.
     pub admin: String,
     /// Number of shards; 0 means one per CPU in the affinity mask.
     pub shards: usize,
@@ -37,6 +37,12 @@ pub struct ServerSection {
     pub backlog: u32,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub drain_timeout_ms: u64,
+    /// On shutdown, how long `/readyz` answers 503 before listeners close, in milliseconds.
+    pub drain_delay_ms: u64,
+    /// A shard silent this long (milliseconds) fails `/healthz`.
+    pub stall_threshold_ms: u64,
+    /// Core for the control thread; -1 picks the first allowed core no shard uses.
+    pub control_core: i64,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `ringo=debug`.
     pub log: String,
     /// The default app's middleware: `bare` (none) or `default` (request id + access log).
@@ -65,6 +71,9 @@ impl Default for ServerSection {
             io_backend: IoBackend::Auto,
             backlog: 4096,
             drain_timeout_ms: 10_000,
+            drain_delay_ms: 0,
+            stall_threshold_ms: 2_000,
+            control_core: -1,
             log: "info".into(),
             stack: Stack::Bare,
         }
@@ -214,6 +223,14 @@ impl Config {
                     .map_err(|message| ConfigError::Value { key: "server.cores", message })?,
             )
         };
+        let admin = if s.admin.trim().is_empty() {
+            None
+        } else {
+            Some(s.admin.parse::<SocketAddr>().map_err(|e| ConfigError::Value {
+                key: "server.admin",
+                message: format!("`{}`: {e}", s.admin),
+            })?)
+        };
         Ok(ServerConfig {
             listen,
             shards: (s.shards > 0).then_some(s.shards),
@@ -223,6 +240,10 @@ impl Config {
             backlog: s.backlog,
             limits: self.limits.clone(),
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+            admin,
+            drain_delay: Duration::from_millis(s.drain_delay_ms),
+            stall_threshold: Duration::from_millis(s.stall_threshold_ms),
+            control_core: usize::try_from(s.control_core).ok(),
         })
     }
 }

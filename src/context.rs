@@ -518,6 +518,7 @@ impl Context {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no connection"));
         };
         let out = std::mem::take(&mut self.out);
+        self.shard.stats.add_bytes(0, out.len() as u64);
         let timeout = std::time::Duration::from_millis(self.shard.limits.write_timeout_ms);
         match monoio::time::timeout(timeout, io.write_all(out)).await {
             Ok((Ok(_), mut out)) => {

@@ -49,7 +49,7 @@ fn serve(args: &[&str]) -> (Child, SocketAddr) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &addr.to_string()])
+        .args(["serve", "--listen", &addr.to_string(), "--admin", "127.0.0.1:0"])
         .args(args)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -163,7 +163,7 @@ fn refused_io_uring_falls_back_to_epoll_with_one_log_line() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", &addr.to_string(), "--shards", "1"])
+    cmd.args(["serve", "--listen", &addr.to_string(), "--shards", "1", "--admin", "127.0.0.1:0"])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -181,7 +181,7 @@ fn refused_io_uring_falls_back_to_epoll_with_one_log_line() {
 
     // Demanding io_uring under the same filter is a clear start-up error.
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", &addr.to_string(), "--io-backend", "uring"]);
+    cmd.args(["serve", "--listen", &addr.to_string(), "--io-backend", "uring", "--admin", "127.0.0.1:0"]);
     deny_io_uring(&mut cmd);
     let out = cmd.output().expect("run");
     assert_eq!(out.status.code(), Some(1));

@@ -48,6 +48,7 @@ use tree::{Leaf, Segment, Tree, parse_pattern};
 /// One registered route.
 pub(crate) struct Route {
     pub(crate) meta: Rc<RouteMeta>,
+    pub(crate) method: Option<Method>,
     /// Group middleware captured at registration.
     group_middleware: Vec<Rc<dyn ErasedMiddleware>>,
     /// Global then group middleware; filled by [`Router::finish`].
@@ -100,6 +101,7 @@ impl Default for Router {
 fn builtin(pattern: &str, f: fn(&mut Context)) -> Route {
     Route {
         meta: Rc::new(RouteMeta { pattern: pattern.into(), param_names: Box::new([]) }),
+        method: None,
         group_middleware: Vec::new(),
         chain: Vec::new(),
         endpoint: Endpoint::Sync(Rc::new(f)),
@@ -234,6 +236,7 @@ impl Router {
             .map_err(|c| RouteError::Conflict { route: route_name, existing: c.0.into() })?;
         self.routes.push(Route {
             meta: Rc::new(RouteMeta { pattern: pattern.into(), param_names: names.into() }),
+            method: Some(method),
             group_middleware,
             chain: Vec::new(),
             endpoint,
@@ -249,6 +252,31 @@ impl Router {
         }
         self.not_found.chain = self.global.clone();
         self.not_allowed.chain = self.global.clone();
+    }
+
+    /// Metric slots: each route as `(method, pattern)`, then the redirect, 404 and 405
+    /// answers (see [`Router::slot_of`]).
+    pub(crate) fn slot_names(&self) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = self
+            .routes
+            .iter()
+            .map(|r| (r.method.map_or("*", Method::as_str).to_owned(), r.meta.pattern.to_string()))
+            .collect();
+        for special in ["<redirect>", "<not found>", "<method not allowed>"] {
+            names.push(("*".to_owned(), special.to_owned()));
+        }
+        names
+    }
+
+    /// The metric slot of a routing decision.
+    pub(crate) fn slot_of(&self, d: Dispatch) -> usize {
+        let n = self.routes.len();
+        match d {
+            Dispatch::Found(id) => id as usize,
+            Dispatch::Redirect(_) => n,
+            Dispatch::NotFound => n + 1,
+            Dispatch::NotAllowed(_) => n + 2,
+        }
     }
 
     pub(crate) fn route(&self, id: u32) -> &Route {

@@ -69,6 +69,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     let Some(outcome) = outcome else {
         tracing::error!(shard = shard.id, %peer, "connection engine panicked; connection dropped");
         stats.open_connections.set(stats.open_connections.get() - 1);
+        stats.closed.set(stats.closed.get() + 1);
         // The context may be inconsistent: drop it rather than pool it.
         drop(state);
         return;
@@ -76,7 +77,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     match outcome {
         Ok(()) | Err(End::Quiet) => {}
         Err(End::Answer(err)) => {
-            bump(&stats.protocol_errors);
+            stats.protocol_error(err);
             tracing::debug!(shard = shard.id, %peer, kind = err.kind(), status = err.status(), "refused request");
             let date = shard.date.get();
             response::write_error(&mut ctx.out, err, &date);
@@ -85,11 +86,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         Err(End::Io(e)) => tracing::debug!(shard = shard.id, %peer, error = %e, "connection error"),
     }
     stats.open_connections.set(stats.open_connections.get() - 1);
+    stats.closed.set(stats.closed.get() + 1);
     shard.give_conn(state);
-}
-
-fn bump(c: &std::cell::Cell<u64>) {
-    c.set(c.get() + 1);
 }
 
 /// The request loop. Returns when the connection should close.
@@ -100,9 +98,9 @@ async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Rou
         let shard = Rc::clone(&ctx.shard);
         let stats = &shard.stats;
         stats.in_flight.set(stats.in_flight.get() + 1);
-        bump(&stats.requests);
+        let started = Instant::now();
 
-        let outcome = answer(ctx, arena, router, &mut scratch).await;
+        let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;
         stats.in_flight.set(stats.in_flight.get() - 1);
         let keep_alive = match outcome {
             Answered::Normal => finish_response(ctx),
@@ -117,6 +115,7 @@ async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Rou
                 false
             }
         };
+        stats.record(slot, ctx.resp.get_mut().status, started.elapsed());
         ctx.buf.drain(..consumed);
         ctx.reset_request();
         arena.reset();
@@ -136,8 +135,13 @@ enum Answered {
     Refused(HttpError),
 }
 
-/// Routes the request in `ctx` and runs its chain.
-async fn answer(ctx: &mut Context, arena: &FutureArena, router: &Router, scratch: &mut Vec<u8>) -> Answered {
+/// Routes the request in `ctx` and runs its chain; also returns the metric slot.
+async fn answer(
+    ctx: &mut Context,
+    arena: &FutureArena,
+    router: &Router,
+    scratch: &mut Vec<u8>,
+) -> (Answered, usize) {
     let path = ctx.head.path;
     let base = path.start;
     let decision = router.dispatch(ctx.head.method, path.get(&ctx.buf), &mut ctx.raw_params, scratch);
@@ -145,20 +149,23 @@ async fn answer(ctx: &mut Context, arena: &FutureArena, router: &Router, scratch
         p.0 += base;
         p.1 += base;
     }
+    let slot = router.slot_of(decision);
     let route: &Route = match decision {
-        Dispatch::Found(_) if ctx.head.length_missing => return Answered::Refused(HttpError::LengthRequired),
+        Dispatch::Found(_) if ctx.head.length_missing => {
+            return (Answered::Refused(HttpError::LengthRequired), slot);
+        }
         Dispatch::Found(id) => {
             let route = router.route(id);
             ctx.route = Some(Rc::clone(&route.meta));
             if !ctx.decode_params() {
                 ctx.string(400, "400 bad request: path parameter is not valid UTF-8");
-                return Answered::Normal;
+                return (Answered::Normal, slot);
             }
             route
         }
         Dispatch::Redirect(status) => {
             redirect(ctx, status, scratch);
-            return Answered::Normal;
+            return (Answered::Normal, slot);
         }
         Dispatch::NotAllowed(allowed) => {
             let resp = ctx.resp.get_mut();
@@ -169,7 +176,7 @@ async fn answer(ctx: &mut Context, arena: &FutureArena, router: &Router, scratch
         }
         Dispatch::NotFound => &router.not_found,
     };
-    run_route(route, ctx, arena).await
+    (run_route(route, ctx, arena).await, slot)
 }
 
 /// Runs a route's chain, turning a panic into `Answered::Panicked`.
@@ -376,6 +383,9 @@ async fn read_more(ctx: &mut Context, wait: Duration) -> Result<usize, ReadError
     match monoio::time::timeout(wait, io.read(buf.slice_mut(len..cap))).await {
         Ok((result, slice)) => {
             ctx.buf = slice.into_inner();
+            if let Ok(n) = result {
+                ctx.shard.stats.add_bytes(n as u64, 0);
+            }
             result.map_err(ReadError::Io)
         }
         // The buffer went down with the cancelled read; the connection closes anyway.

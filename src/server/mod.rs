@@ -26,8 +26,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::control::{self, Lifecycle, LifecycleCell};
 use crate::http::Limits;
 use crate::router::{RouteError, Router};
 
@@ -50,6 +51,15 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long a stopping shard waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Admin listener (health, metrics); `None` runs no control thread.
+    pub admin: Option<SocketAddr>,
+    /// After `/readyz` turns 503 on shutdown, wait this long before closing listeners,
+    /// so load balancers notice.
+    pub drain_delay: Duration,
+    /// A shard silent for longer than this fails `/healthz`.
+    pub stall_threshold: Duration,
+    /// Core for the control thread; `None`: the first allowed core no shard uses, if any.
+    pub control_core: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +73,10 @@ impl Default for ServerConfig {
             backlog: 4096,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(10),
+            admin: None,
+            drain_delay: Duration::ZERO,
+            stall_threshold: Duration::from_secs(2),
+            control_core: None,
         }
     }
 }
@@ -90,6 +104,14 @@ pub enum ServerError {
     /// A shard thread could not be spawned.
     #[error("cannot spawn a shard thread: {0}")]
     Thread(std::io::Error),
+    /// The admin listener could not be bound, or the control thread started.
+    #[error("cannot start the admin listener on {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        source: std::io::Error,
+    },
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -159,6 +181,33 @@ where
         let addr =
             listeners[0].local_addr().map_err(|source| ServerError::Bind { addr: cfg.listen, source })?;
         let stop = Arc::new(AtomicBool::new(false));
+        let lifecycle = LifecycleCell::default();
+        let started = Instant::now();
+        let (reports, recycle, links) = control::channels(cores.len(), started);
+        let control = match cfg.admin {
+            Some(admin_addr) => {
+                let admin = std::net::TcpListener::bind(admin_addr)
+                    .map_err(|source| ServerError::Admin { addr: admin_addr, source })?;
+                let bound =
+                    admin.local_addr().map_err(|source| ServerError::Admin { addr: admin_addr, source })?;
+                let control_core = cfg.control_core.or_else(|| free_core(&cores));
+                let spec = control::ControlSpec {
+                    admin,
+                    shards: cores.len(),
+                    backend: backend.as_str(),
+                    stall_after: cfg.stall_threshold,
+                    lifecycle: lifecycle.clone(),
+                    reports,
+                    recycle,
+                    started,
+                };
+                let handle = control::spawn(spec, if cfg.pin { control_core } else { None })
+                    .map_err(|source| ServerError::Admin { addr: admin_addr, source })?;
+                tracing::info!(admin = %bound, core = ?control_core, "control thread started");
+                Some((handle, bound))
+            }
+            None => None,
+        };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(cores.len());
         for (id, (listener, core)) in listeners.into_iter().zip(&cores).enumerate() {
@@ -172,6 +221,7 @@ where
                 stop: Arc::clone(&stop),
                 ready: ready_tx.clone(),
                 drain_timeout: cfg.drain_timeout,
+                link: control.as_ref().map(|_| links[id].clone()),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ringo-shard-{id}"))
@@ -180,7 +230,21 @@ where
             threads.push(handle);
         }
         drop(ready_tx);
-        let running = RunningServer { addr, backend, cores: cores.clone(), stop, threads };
+        let (control, admin_addr) = match control {
+            Some((c, a)) => (Some(c), Some(a)),
+            None => (None, None),
+        };
+        let running = RunningServer {
+            addr,
+            admin_addr,
+            backend,
+            cores: cores.clone(),
+            stop,
+            threads,
+            lifecycle,
+            control,
+            drain_delay: cfg.drain_delay,
+        };
         for _ in 0..cores.len() {
             match ready_rx.recv() {
                 Ok(Ok(_)) => {}
@@ -194,6 +258,7 @@ where
                 }
             }
         }
+        running.lifecycle.set(Lifecycle::Ready);
         tracing::info!(
             %addr,
             shards = cores.len(),
@@ -244,14 +309,24 @@ pub(crate) fn plan_cores(shards: Option<usize>, cores: Option<&[usize]>) -> Resu
     Ok((0..n).map(|i| available[i % available.len()]).collect())
 }
 
+/// The first allowed core that no shard uses (for the control thread).
+fn free_core(shard_cores: &[usize]) -> Option<usize> {
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    allowed.into_iter().map(|c| c.id).find(|id| !shard_cores.contains(id))
+}
+
 /// A started server.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     backend: IoBackend,
     cores: Vec<usize>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    lifecycle: LifecycleCell,
+    control: Option<control::Control>,
+    drain_delay: Duration,
 }
 
 impl RunningServer {
@@ -270,11 +345,25 @@ impl RunningServer {
         &self.cores
     }
 
-    /// Stops accepting, lets in-flight requests finish, and joins every shard.
+    /// The admin listener's address, when a control thread runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Turns `/readyz` to 503, waits `drain_delay`, stops accepting, lets in-flight
+    /// requests finish, and joins every shard and the control thread.
     pub fn shutdown(self) {
+        self.lifecycle.set(Lifecycle::Draining);
+        if !self.drain_delay.is_zero() {
+            std::thread::sleep(self.drain_delay);
+        }
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
+        }
+        self.lifecycle.set(Lifecycle::Stopped);
+        if let Some(c) = self.control {
+            let _ = c.thread.join();
         }
     }
 }

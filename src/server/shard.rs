@@ -20,26 +20,11 @@ use super::buffers::BufferPool;
 use super::conn;
 use crate::arena::FutureArena;
 use crate::context::{Context, SpawnError};
+use crate::control::{SNAPSHOT_EVERY, ShardLink, ShardReport};
 use crate::http::Limits;
 use crate::http::date::DateCache;
+use crate::metrics::ShardStats;
 use crate::router::{RouteError, Router};
-
-/// Counters of one shard: plain cells, read by the shard itself.
-#[derive(Debug, Default)]
-pub(crate) struct ShardStats {
-    pub(crate) requests: Cell<u64>,
-    pub(crate) accepted: Cell<u64>,
-    pub(crate) rejected_connections: Cell<u64>,
-    pub(crate) open_connections: Cell<usize>,
-    pub(crate) in_flight: Cell<usize>,
-    pub(crate) protocol_errors: Cell<u64>,
-    pub(crate) background_live: Cell<usize>,
-    pub(crate) background_rejected: Cell<u64>,
-}
-
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
-}
 
 /// What a connection needs between requests, pooled per shard.
 pub(crate) struct ConnState {
@@ -66,13 +51,13 @@ pub(crate) struct ShardLocal {
 }
 
 impl ShardLocal {
-    pub(crate) fn new(id: usize, limits: Limits) -> Rc<ShardLocal> {
+    pub(crate) fn new(id: usize, limits: Limits, routes: usize) -> Rc<ShardLocal> {
         Rc::new(ShardLocal {
             id,
             limits,
             date: DateCache::new(),
             draining: Cell::new(false),
-            stats: Rc::new(ShardStats::default()),
+            stats: Rc::new(ShardStats::with_routes(routes)),
             buffers: BufferPool::default(),
             pool: RefCell::new(Vec::new()),
         })
@@ -110,10 +95,11 @@ impl ShardLocal {
     {
         let stats = &self.stats;
         if stats.background_live.get() >= self.limits.max_background_tasks {
-            bump(&stats.background_rejected);
+            stats.background_rejected.set(stats.background_rejected.get() + 1);
             return Err(SpawnError::Full);
         }
         stats.background_live.set(stats.background_live.get() + 1);
+        stats.background_started.set(stats.background_started.get() + 1);
         let stats = Rc::clone(stats);
         monoio::spawn(async move {
             struct Done(Rc<ShardStats>);
@@ -154,6 +140,8 @@ pub(crate) struct ShardSpec<F> {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) ready: crossbeam_channel::Sender<Result<usize, ShardStartError>>,
     pub(crate) drain_timeout: Duration,
+    /// The channels to the control thread, when one runs.
+    pub(crate) link: Option<ShardLink>,
 }
 
 /// Why a shard failed to start.
@@ -223,8 +211,12 @@ where
             return;
         }
     };
-    let shard = ShardLocal::new(id, spec.limits);
+    let shard = ShardLocal::new(id, spec.limits, router.len());
     spawn_date_ticker(&shard);
+    if let Some(link) = spec.link.clone() {
+        let _ = link.reports.send(ShardReport::Routes { shard: id, routes: router.slot_names() });
+        spawn_snapshot_ticker(&shard, link);
+    }
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
 
@@ -253,9 +245,9 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
         match accepted {
             Ok((stream, peer)) => {
                 let stats = &shard.stats;
-                bump(&stats.accepted);
+                stats.accepted.set(stats.accepted.get() + 1);
                 if stats.open_connections.get() >= shard.limits.max_connections {
-                    bump(&stats.rejected_connections);
+                    stats.rejected_connections.set(stats.rejected_connections.get() + 1);
                     tracing::debug!(shard = shard.id, %peer, "connection limit reached; closing");
                     drop(stream);
                     continue;
@@ -276,6 +268,25 @@ async fn stop_requested(stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends the shard's counters to the control thread every `SNAPSHOT_EVERY` (the shard's
+/// heartbeat). Snapshots come back to be refilled, so steady state allocates nothing.
+fn spawn_snapshot_ticker(shard: &Rc<ShardLocal>, link: ShardLink) {
+    let shard = Rc::downgrade(shard);
+    monoio::spawn(async move {
+        let mut unsent = None;
+        loop {
+            let Some(shard) = shard.upgrade() else { return };
+            let mut snap = unsent.take().unwrap_or_else(|| link.blank());
+            shard.stats.fill(&mut snap);
+            snap.shard = shard.id;
+            snap.taken_ms = link.now_ms();
+            drop(shard);
+            unsent = link.send(snap);
+            monoio::time::sleep(SNAPSHOT_EVERY).await;
+        }
+    });
 }
 
 fn spawn_date_ticker(shard: &Rc<ShardLocal>) {

@@ -1,0 +1,295 @@
+//! The control thread: lifecycle, shard snapshots and heartbeats, the admin listener.
+//!
+//! Shards never share state with it: each sends a [`Snapshot`] of its plain counters by
+//! message (crossbeam, every [`SNAPSHOT_EVERY`]), and gets the previous one back to
+//! refill, so neither side allocates in steady state. A snapshot doubles as the shard's
+//! heartbeat: a shard whose thread is blocked (a handler doing blocking work) stops
+//! sending, and `/healthz` fails naming it. The admin listener (loopback by default)
+//! answers `/healthz`, `/readyz`, `/metrics` and `/debug/shards`.
+
+mod admin;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::metrics::Snapshot;
+
+/// How often a shard reports.
+pub(crate) const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+
+/// The server's lifecycle, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Lifecycle {
+    /// Shards are starting; not ready.
+    Starting = 0,
+    /// Every shard listens; ready for traffic.
+    Ready = 1,
+    /// Shutdown began: not ready, in-flight requests finish.
+    Draining = 2,
+    /// Every shard has stopped.
+    Stopped = 3,
+}
+
+impl Lifecycle {
+    fn from_u8(v: u8) -> Lifecycle {
+        match v {
+            1 => Lifecycle::Ready,
+            2 => Lifecycle::Draining,
+            3 => Lifecycle::Stopped,
+            _ => Lifecycle::Starting,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Ready => "ready",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Stopped => "stopped",
+        }
+    }
+}
+
+/// The lifecycle, shared by the main thread (which moves it) and the control thread
+/// (which reports it). Never touched by shards.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LifecycleCell(Arc<AtomicU8>);
+
+impl LifecycleCell {
+    pub(crate) fn set(&self, l: Lifecycle) {
+        self.0.store(l as u8, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> Lifecycle {
+        Lifecycle::from_u8(self.0.load(Ordering::Acquire))
+    }
+}
+
+/// A message from a shard to the control thread.
+// Snapshots are nearly every message; keeping them inline (channel slots are
+// preallocated) avoids a box per send.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum ShardReport {
+    /// The shard's route slots as `(method, pattern)`, sent once at start.
+    Routes { shard: usize, routes: Vec<(String, String)> },
+    /// The shard's counters now.
+    Snapshot(Snapshot),
+}
+
+/// A shard's end of the control channels.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardLink {
+    pub(crate) reports: Sender<ShardReport>,
+    pub(crate) recycled: Receiver<Snapshot>,
+    pub(crate) started: Instant,
+}
+
+impl ShardLink {
+    /// Sends a snapshot without blocking; a full channel keeps it for the next tick.
+    pub(crate) fn send(&self, snap: Snapshot) -> Option<Snapshot> {
+        match self.reports.try_send(ShardReport::Snapshot(snap)) {
+            Ok(()) => None,
+            Err(
+                TrySendError::Full(ShardReport::Snapshot(s))
+                | TrySendError::Disconnected(ShardReport::Snapshot(s)),
+            ) => Some(s),
+            Err(_) => None,
+        }
+    }
+
+    /// A snapshot to refill: one sent back by the control thread, or a new one.
+    pub(crate) fn blank(&self) -> Snapshot {
+        self.recycled.try_recv().unwrap_or_default()
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// What the control thread is started with.
+pub(crate) struct ControlSpec {
+    pub(crate) admin: TcpListener,
+    pub(crate) shards: usize,
+    pub(crate) backend: &'static str,
+    pub(crate) stall_after: Duration,
+    pub(crate) lifecycle: LifecycleCell,
+    pub(crate) reports: Receiver<ShardReport>,
+    pub(crate) recycle: Vec<Sender<Snapshot>>,
+    pub(crate) started: Instant,
+}
+
+/// The control thread, as the server holds it.
+#[derive(Debug)]
+pub(crate) struct Control {
+    pub(crate) thread: JoinHandle<()>,
+}
+
+/// Channels for `shards` shards: the control thread's spec parts and each shard's link.
+pub(crate) fn channels(
+    shards: usize,
+    started: Instant,
+) -> (Receiver<ShardReport>, Vec<Sender<Snapshot>>, Vec<ShardLink>) {
+    let (tx, rx) = crossbeam_channel::bounded(shards * 8 + 8);
+    let mut recycle = Vec::with_capacity(shards);
+    let mut links = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (rtx, rrx) = crossbeam_channel::bounded(4);
+        recycle.push(rtx);
+        links.push(ShardLink { reports: tx.clone(), recycled: rrx, started });
+    }
+    (rx, recycle, links)
+}
+
+/// Starts the control thread on `core` (when given).
+pub(crate) fn spawn(spec: ControlSpec, core: Option<usize>) -> std::io::Result<Control> {
+    let thread = std::thread::Builder::new().name("ringo-control".into()).spawn(move || {
+        if let Some(core) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(core, "could not pin the control thread");
+            }
+        }
+        run(spec);
+    })?;
+    Ok(Control { thread })
+}
+
+/// The control thread's view of the shards.
+pub(crate) struct State {
+    pub(crate) latest: Vec<Option<Snapshot>>,
+    pub(crate) routes: Vec<Vec<(String, String)>>,
+    /// Requests per second per shard, smoothed.
+    pub(crate) rate: Vec<f64>,
+    /// Shards reported stalled (logged once per stall).
+    pub(crate) stalled: Vec<bool>,
+    pub(crate) spec_shards: usize,
+    pub(crate) backend: &'static str,
+    pub(crate) stall_after: Duration,
+    pub(crate) lifecycle: LifecycleCell,
+    pub(crate) started: Instant,
+}
+
+impl State {
+    fn absorb(&mut self, report: ShardReport, recycle: &[Sender<Snapshot>]) {
+        match report {
+            ShardReport::Routes { shard, routes } => {
+                if let Some(slot) = self.routes.get_mut(shard) {
+                    *slot = routes;
+                }
+            }
+            ShardReport::Snapshot(snap) => {
+                let shard = snap.shard;
+                let Some(slot) = self.latest.get_mut(shard) else { return };
+                if let Some(prev) = slot.take() {
+                    let dt = snap.taken_ms.saturating_sub(prev.taken_ms) as f64 / 1000.0;
+                    if dt > 0.0 {
+                        let now = snap.requests.saturating_sub(prev.requests) as f64 / dt;
+                        self.rate[shard] =
+                            if self.rate[shard] == 0.0 { now } else { 0.6 * now + 0.4 * self.rate[shard] };
+                    }
+                    // Hand the old one back for refilling; if the shard's queue is full,
+                    // dropping it is fine (the shard allocates a new one later).
+                    let _ = recycle[shard].try_send(prev);
+                }
+                *slot = Some(snap);
+            }
+        }
+    }
+
+    /// Age of each shard's last report; `None` before the first.
+    pub(crate) fn heartbeat_ages(&self) -> Vec<Option<Duration>> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.latest
+            .iter()
+            .map(|s| s.as_ref().map(|s| Duration::from_millis(now_ms.saturating_sub(s.taken_ms))))
+            .collect()
+    }
+
+    /// Shards whose last report is older than the stall threshold (or never came while
+    /// the server is ready).
+    pub(crate) fn stalled_shards(&self) -> Vec<usize> {
+        let ready = matches!(self.lifecycle.get(), Lifecycle::Ready | Lifecycle::Draining);
+        self.heartbeat_ages()
+            .iter()
+            .enumerate()
+            .filter(|(_, age)| match age {
+                Some(age) => *age > self.stall_after,
+                None => ready && self.started.elapsed() > self.stall_after,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn watch(&mut self) {
+        let stalled = self.stalled_shards();
+        for shard in 0..self.spec_shards {
+            let now = stalled.contains(&shard);
+            if now && !self.stalled[shard] {
+                tracing::error!(
+                    shard,
+                    threshold_ms = self.stall_after.as_millis() as u64,
+                    "shard stalled: no heartbeat"
+                );
+            } else if !now && self.stalled[shard] {
+                tracing::warn!(shard, "shard recovered");
+            }
+            self.stalled[shard] = now;
+        }
+    }
+}
+
+fn run(spec: ControlSpec) {
+    let ControlSpec { admin, shards, backend, stall_after, lifecycle, reports, recycle, started } = spec;
+    if let Err(e) = admin.set_nonblocking(true) {
+        tracing::error!(error = %e, "admin listener cannot be made non-blocking; admin endpoints off");
+    }
+    let mut state = State {
+        latest: vec![None; shards],
+        routes: vec![Vec::new(); shards],
+        rate: vec![0.0; shards],
+        stalled: vec![false; shards],
+        spec_shards: shards,
+        backend,
+        stall_after,
+        lifecycle,
+        started,
+    };
+    loop {
+        match reports.recv_timeout(Duration::from_millis(20)) {
+            Ok(r) => {
+                state.absorb(r, &recycle);
+                while let Ok(r) = reports.try_recv() {
+                    state.absorb(r, &recycle);
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                if state.lifecycle.get() == Lifecycle::Stopped {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        state.watch();
+        loop {
+            match admin.accept() {
+                Ok((stream, _)) => admin::serve(stream, &state),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    break;
+                }
+            }
+        }
+        if state.lifecycle.get() == Lifecycle::Stopped {
+            return;
+        }
+    }
+}

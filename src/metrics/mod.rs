@@ -1,0 +1,208 @@
+//! Per-shard counters and latency histograms, and their snapshots.
+//!
+//! A shard counts in plain `Cell`s it alone touches: no atomics, no locks, no allocation
+//! on the request path. Every few hundred milliseconds a timer task on the shard copies
+//! the counters into a [`Snapshot`] (a plain `Send` value, recycled so steady state
+//! allocates nothing) and sends it to the control thread, which aggregates and exports
+//! (Prometheus text, `/debug/shards`) at scrape time.
+
+pub(crate) mod prometheus;
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use crate::http::HttpError;
+
+/// Upper bounds of the latency histogram buckets, in microseconds (the last bucket,
+/// `+Inf`, is implicit).
+pub(crate) const LATENCY_BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+/// Number of `HttpError` kinds (see [`error_index`]).
+pub(crate) const ERROR_KINDS: usize = 20;
+
+/// Every `HttpError`, in the order of their counters.
+pub(crate) const ERRORS: [HttpError; ERROR_KINDS] = [
+    HttpError::Malformed,
+    HttpError::UriTooLong,
+    HttpError::HeadersTooLarge,
+    HttpError::TooManyHeaders,
+    HttpError::ObsFold,
+    HttpError::ContentLengthAndTransferEncoding,
+    HttpError::InvalidContentLength,
+    HttpError::ConflictingContentLength,
+    HttpError::InvalidTransferEncoding,
+    HttpError::UnsupportedTransferCoding,
+    HttpError::TransferEncodingInHttp10,
+    HttpError::MissingHost,
+    HttpError::DuplicateHost,
+    HttpError::MalformedChunk,
+    HttpError::BodyTooLarge,
+    HttpError::LengthRequired,
+    HttpError::InvalidTarget,
+    HttpError::MethodNotImplemented,
+    HttpError::VersionNotSupported,
+    HttpError::Timeout,
+];
+
+/// The counter index of an error kind.
+pub(crate) fn error_index(e: HttpError) -> usize {
+    ERRORS.iter().position(|k| *k == e).unwrap_or(0)
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// Counters of one route (or of the 404/405 answers).
+#[derive(Debug, Default)]
+pub(crate) struct RouteCounters {
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub(crate) by_class: [Cell<u64>; 5],
+}
+
+/// Everything one shard counts. Owned by the shard (`Rc`), never shared across threads.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    pub(crate) requests: Cell<u64>,
+    pub(crate) accepted: Cell<u64>,
+    pub(crate) closed: Cell<u64>,
+    pub(crate) rejected_connections: Cell<u64>,
+    pub(crate) open_connections: Cell<usize>,
+    pub(crate) in_flight: Cell<usize>,
+    pub(crate) bytes_in: Cell<u64>,
+    pub(crate) bytes_out: Cell<u64>,
+    pub(crate) protocol_errors: [Cell<u64>; ERROR_KINDS],
+    pub(crate) background_live: Cell<usize>,
+    pub(crate) background_started: Cell<u64>,
+    pub(crate) background_rejected: Cell<u64>,
+    pub(crate) latency_buckets: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
+    pub(crate) latency_sum_us: Cell<u64>,
+    /// Per route id, then the redirect, 404 and 405 answers; sized from the router.
+    pub(crate) routes: Vec<RouteCounters>,
+}
+
+impl ShardStats {
+    /// Counters for a router with `routes` routes (plus the redirect, 404 and 405 slots).
+    pub(crate) fn with_routes(routes: usize) -> ShardStats {
+        ShardStats {
+            routes: (0..routes + 3).map(|_| RouteCounters::default()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Records one answered request.
+    pub(crate) fn record(&self, route_slot: usize, status: u16, took: Duration) {
+        add(&self.requests, 1);
+        if let Some(r) = self.routes.get(route_slot) {
+            let class = usize::from(status / 100).clamp(1, 5) - 1;
+            add(&r.by_class[class], 1);
+        }
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        add(&self.latency_buckets[bucket], 1);
+        add(&self.latency_sum_us, us);
+    }
+
+    pub(crate) fn protocol_error(&self, e: HttpError) {
+        add(&self.protocol_errors[error_index(e)], 1);
+    }
+
+    pub(crate) fn add_bytes(&self, read: u64, written: u64) {
+        add(&self.bytes_in, read);
+        add(&self.bytes_out, written);
+    }
+
+    /// Copies the counters into `snap` (reusing its buffers).
+    pub(crate) fn fill(&self, snap: &mut Snapshot) {
+        snap.requests = self.requests.get();
+        snap.accepted = self.accepted.get();
+        snap.closed = self.closed.get();
+        snap.rejected_connections = self.rejected_connections.get();
+        snap.open_connections = self.open_connections.get() as u64;
+        snap.in_flight = self.in_flight.get() as u64;
+        snap.bytes_in = self.bytes_in.get();
+        snap.bytes_out = self.bytes_out.get();
+        for (d, s) in snap.protocol_errors.iter_mut().zip(&self.protocol_errors) {
+            *d = s.get();
+        }
+        snap.background_live = self.background_live.get() as u64;
+        snap.background_started = self.background_started.get();
+        snap.background_rejected = self.background_rejected.get();
+        for (d, s) in snap.latency_buckets.iter_mut().zip(&self.latency_buckets) {
+            *d = s.get();
+        }
+        snap.latency_sum_us = self.latency_sum_us.get();
+        snap.routes.clear();
+        snap.routes.extend(self.routes.iter().map(|r| std::array::from_fn(|i| r.by_class[i].get())));
+    }
+}
+
+/// A shard's counters at one moment: plain data, sent to the control thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) shard: usize,
+    /// Milliseconds since the server started, when the snapshot was taken (the heartbeat).
+    pub(crate) taken_ms: u64,
+    pub(crate) requests: u64,
+    pub(crate) accepted: u64,
+    pub(crate) closed: u64,
+    pub(crate) rejected_connections: u64,
+    pub(crate) open_connections: u64,
+    pub(crate) in_flight: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) protocol_errors: [u64; ERROR_KINDS],
+    pub(crate) background_live: u64,
+    pub(crate) background_started: u64,
+    pub(crate) background_rejected: u64,
+    pub(crate) latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub(crate) latency_sum_us: u64,
+    /// Per route slot: responses by status class.
+    pub(crate) routes: Vec<[u64; 5]>,
+}
+
+impl Snapshot {
+    /// The latency (µs) below which `q` of the requests fall, from the buckets (the
+    /// bucket's upper bound; `None` without requests).
+    pub(crate) fn latency_quantile_us(buckets: &[u64], q: f64) -> Option<u64> {
+        let total: u64 = buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_land_in_their_buckets_and_classes() {
+        let s = ShardStats::with_routes(1);
+        s.record(0, 200, Duration::from_micros(40));
+        s.record(0, 404, Duration::from_micros(700));
+        s.record(1, 500, Duration::from_secs(20));
+        let mut snap = Snapshot::default();
+        s.fill(&mut snap);
+        assert_eq!(snap.requests, 3);
+        assert_eq!(snap.routes[0], [0, 1, 0, 1, 0]);
+        assert_eq!(snap.routes[1], [0, 0, 0, 0, 1]);
+        assert_eq!(snap.latency_buckets[0], 1);
+        assert_eq!(snap.latency_buckets[4], 1, "700 µs is in the 1 ms bucket");
+        assert_eq!(snap.latency_buckets[LATENCY_BUCKETS_US.len()], 1, "20 s is in +Inf");
+        assert_eq!(Snapshot::latency_quantile_us(&snap.latency_buckets, 0.5), Some(1_000));
+        assert!(ERRORS.iter().enumerate().all(|(i, e)| error_index(*e) == i));
+    }
+}

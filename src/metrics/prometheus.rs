@@ -1,0 +1,174 @@
+//! Prometheus text exposition (format 0.0.4) of the shards' snapshots and the process.
+//!
+//! Every series carries a `shard` label; sum over it for totals. Route labels are route
+//! patterns (`/users/:id`), never raw paths, so cardinality is bounded by the router.
+
+use std::fmt::Write;
+
+use super::{ERRORS, LATENCY_BUCKETS_US, Snapshot};
+
+/// What the exposition needs besides the snapshots.
+#[derive(Debug)]
+pub(crate) struct Exposition<'a> {
+    /// The latest snapshot of each shard.
+    pub(crate) shards: &'a [Snapshot],
+    /// Per shard: `(method, pattern)` of each route slot (then the 404 and 405 slots).
+    pub(crate) routes: &'a [Vec<(String, String)>],
+    /// The io backend in use.
+    pub(crate) backend: &'a str,
+    /// Seconds since each shard's last snapshot.
+    pub(crate) heartbeat_age_s: &'a [f64],
+    /// 1 while ready.
+    pub(crate) ready: bool,
+}
+
+/// A per-shard series: name, type, help, and how to read it from a snapshot.
+type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> u64);
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Renders the whole exposition.
+pub(crate) fn render(e: &Exposition<'_>) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    header(
+        &mut out,
+        "ringo_http_requests_total",
+        "counter",
+        "Requests answered, by route pattern, method and status class.",
+    );
+    for s in e.shards {
+        let names = e.routes.get(s.shard).map(Vec::as_slice).unwrap_or(&[]);
+        for (slot, classes) in s.routes.iter().enumerate() {
+            let Some((method, route)) = names.get(slot) else { continue };
+            for (i, n) in classes.iter().enumerate() {
+                if *n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "ringo_http_requests_total{{shard=\"{}\",method=\"{}\",route=\"{}\",status=\"{}xx\"}} {n}",
+                        s.shard,
+                        escape(method),
+                        escape(route),
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+    header(
+        &mut out,
+        "ringo_http_request_duration_seconds",
+        "histogram",
+        "Time from a complete request to its encoded response.",
+    );
+    for s in e.shards {
+        let mut cumulative = 0;
+        for (i, n) in s.latency_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match LATENCY_BUCKETS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "ringo_http_request_duration_seconds_bucket{{shard=\"{}\",le=\"{le}\"}} {cumulative}",
+                s.shard
+            );
+        }
+        let _ = writeln!(
+            out,
+            "ringo_http_request_duration_seconds_sum{{shard=\"{}\"}} {}",
+            s.shard,
+            s.latency_sum_us as f64 / 1e6
+        );
+        let _ =
+            writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
+    }
+    let per_shard: [PerShard; 10] = [
+        ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
+        ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
+        ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
+        ("ringo_connections_closed_total", "counter", "Connections closed.", |s| s.closed),
+        (
+            "ringo_connections_rejected_total",
+            "counter",
+            "Connections closed at accept (limits.max_connections).",
+            |s| s.rejected_connections,
+        ),
+        ("ringo_received_bytes_total", "counter", "Bytes read from clients.", |s| s.bytes_in),
+        ("ringo_sent_bytes_total", "counter", "Bytes written to clients.", |s| s.bytes_out),
+        ("ringo_background_tasks", "gauge", "Background tasks alive.", |s| s.background_live),
+        ("ringo_background_tasks_started_total", "counter", "Background tasks started.", |s| {
+            s.background_started
+        }),
+        (
+            "ringo_background_tasks_rejected_total",
+            "counter",
+            "Background tasks refused at the per-shard limit.",
+            |s| s.background_rejected,
+        ),
+    ];
+    for (name, kind, help, get) in per_shard {
+        header(&mut out, name, kind, help);
+        for s in e.shards {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
+    header(
+        &mut out,
+        "ringo_http_parse_errors_total",
+        "counter",
+        "Requests refused by the protocol rules and limits, by kind.",
+    );
+    for s in e.shards {
+        for (i, n) in s.protocol_errors.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringo_http_parse_errors_total{{shard=\"{}\",kind=\"{}\"}} {n}",
+                s.shard,
+                ERRORS[i].kind()
+            );
+        }
+    }
+    header(&mut out, "ringo_shard_heartbeat_age_seconds", "gauge", "Seconds since the shard last reported.");
+    for (shard, age) in e.heartbeat_age_s.iter().enumerate() {
+        let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
+    }
+    header(&mut out, "ringo_io_backend_info", "gauge", "The io backend in use.");
+    let _ = writeln!(out, "ringo_io_backend_info{{backend=\"{}\"}} 1", escape(e.backend));
+    header(&mut out, "ringo_ready", "gauge", "1 when every shard listens and start-up work is done.");
+    let _ = writeln!(out, "ringo_ready {}", u8::from(e.ready));
+    process_metrics(&mut out);
+    out
+}
+
+/// CPU, memory and file descriptors of this process, from /proc/self.
+fn process_metrics(out: &mut String) {
+    let ticks = 100.0; // USER_HZ on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            header(out, "process_cpu_seconds_total", "counter", "User and system CPU time.");
+            let _ = writeln!(out, "process_cpu_seconds_total {}", (num(11) + num(12)) / ticks);
+            header(out, "process_threads", "gauge", "Threads.");
+            let _ = writeln!(out, "process_threads {}", num(17));
+        }
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        header(out, "process_resident_memory_bytes", "gauge", "Resident memory.");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", pages * 4096);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        header(out, "process_open_fds", "gauge", "Open file descriptors.");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+}
