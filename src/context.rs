@@ -146,6 +146,10 @@ pub struct Context {
     pub(crate) shard: Rc<ShardLocal>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) io: Option<TcpStream>,
+    /// Requests answered into `out` but not yet written (counted in flight).
+    pub(crate) unflushed: usize,
+    /// This connection's entry in the shard's connection registry.
+    pub(crate) conn_slot: usize,
 }
 
 impl std::fmt::Debug for Context {
@@ -178,6 +182,8 @@ impl Context {
             shard,
             peer: None,
             io: None,
+            unflushed: 0,
+            conn_slot: usize::MAX,
         }
     }
 
@@ -524,6 +530,11 @@ impl Context {
             Ok((Ok(_), mut out)) => {
                 out.clear();
                 self.out = out;
+                if self.unflushed > 0 {
+                    let stats = &self.shard.stats;
+                    stats.in_flight.set(stats.in_flight.get().saturating_sub(self.unflushed));
+                    self.unflushed = 0;
+                }
                 Ok(())
             }
             Ok((Err(e), _)) => Err(e),

@@ -37,6 +37,7 @@ mod metrics;
 pub mod middleware;
 mod router;
 mod server;
+mod sys;
 pub mod time;
 
 /// The README's code blocks, compiled as doc tests so they stay true.
@@ -50,4 +51,7 @@ pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};
 pub use middleware::{Middleware, Next};
 pub use router::{Group, RouteError, Router};
-pub use server::{IoBackend, RunningServer, Server, ServerConfig, ServerError, ShardStartError};
+pub use server::{
+    DrainReport, EXIT_ABANDONED, EXIT_FORCED, IoBackend, RunningServer, Server, ServerConfig, ServerError,
+    ShardStartError, ShutdownReport,
+};

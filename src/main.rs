@@ -145,6 +145,10 @@ fn main() -> ExitCode {
     };
     match Server::new(factory).config(server_cfg).run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ringo::ServerError::Abandoned(_)) => {
+            eprintln!("ringo: {e}");
+            ExitCode::from(ringo::EXIT_ABANDONED as u8)
+        }
         Err(e) => {
             eprintln!("ringo: {e}");
             ExitCode::from(1)

@@ -25,7 +25,7 @@ use crate::context::{BodyRef, Context};
 use crate::http::HttpError;
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::method::Method;
-use crate::http::request::{BodyFraming, Parse, Span, parse_head};
+use crate::http::request::{BodyFraming, Parse, RequestHead, Span, parse_head};
 use crate::http::response::{self, BodyLength, ConnectionHeader, Head};
 use crate::http::status::forbids_body;
 use crate::middleware::Next;
@@ -53,6 +53,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     let stats = Rc::clone(&shard.stats);
     stats.open_connections.set(stats.open_connections.get() + 1);
     let mut state = shard.take_conn();
+    state.ctx.conn_slot = shard.conns.borrow_mut().add(std::os::fd::AsRawFd::as_raw_fd(&stream));
     state.ctx.io = Some(stream);
     state.ctx.peer = Some(peer);
     let ConnState { ctx, arena } = &mut *state;
@@ -68,6 +69,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     };
     let Some(outcome) = outcome else {
         tracing::error!(shard = shard.id, %peer, "connection engine panicked; connection dropped");
+        settle_unsent(&mut state.ctx);
+        shard.conns.borrow_mut().remove(state.ctx.conn_slot);
         stats.open_connections.set(stats.open_connections.get() - 1);
         stats.closed.set(stats.closed.get() + 1);
         // The context may be inconsistent: drop it rather than pool it.
@@ -81,36 +84,79 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
             tracing::debug!(shard = shard.id, %peer, kind = err.kind(), status = err.status(), "refused request");
             let date = shard.date.get();
             response::write_error(&mut ctx.out, err, &date);
-            let _ = ctx.flush_out().await;
+            if ctx.flush_out().await.is_ok() {
+                linger(ctx).await;
+            }
         }
         Err(End::Io(e)) => tracing::debug!(shard = shard.id, %peer, error = %e, "connection error"),
     }
+    settle_unsent(&mut state.ctx);
+    shard.conns.borrow_mut().remove(state.ctx.conn_slot);
     stats.open_connections.set(stats.open_connections.get() - 1);
     stats.closed.set(stats.closed.get() + 1);
     shard.give_conn(state);
 }
 
+/// Lingering close, after the server decided to close: send end of file, then read and
+/// discard what the client still sends (bounded in time and bytes) before closing. A
+/// plain close with unread input makes the kernel send RST, and an RST can destroy the
+/// last response before the client has read it.
+async fn linger(ctx: &mut Context) {
+    const LINGER: Duration = Duration::from_millis(1000);
+    const LINGER_BYTES: usize = 1 << 20;
+    let Some(io) = ctx.io.as_ref() else { return };
+    crate::sys::shutdown_socket(std::os::fd::AsRawFd::as_raw_fd(io), crate::sys::Direction::Write);
+    let until = Instant::now() + LINGER;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let Some(left) = until.checked_duration_since(Instant::now()) else { return };
+        ctx.buf.clear();
+        match read_more(ctx, left).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
+/// Responses that never reached the socket leave the in-flight count with the connection.
+fn settle_unsent(ctx: &mut Context) {
+    if ctx.unflushed > 0 {
+        let stats = &ctx.shard.stats;
+        stats.in_flight.set(stats.in_flight.get().saturating_sub(ctx.unflushed));
+        tracing::debug!(
+            shard = ctx.shard.id,
+            responses = ctx.unflushed,
+            "responses not sent: connection ended"
+        );
+        ctx.unflushed = 0;
+    }
+}
+
 /// The request loop. Returns when the connection should close.
 async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Router) -> Result<(), End> {
     let mut scratch = Vec::new();
+    let mut drain_head = None;
     loop {
         let consumed = next_request(ctx).await?;
         let shard = Rc::clone(&ctx.shard);
         let stats = &shard.stats;
+        // In flight from parsed to sent: `flush_out` settles it, so a draining shard
+        // never exits with a response still in a write buffer.
         stats.in_flight.set(stats.in_flight.get() + 1);
         let started = Instant::now();
 
         let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;
-        stats.in_flight.set(stats.in_flight.get() - 1);
+        ctx.unflushed += 1;
+        let more_buffered = shard.draining.get() && complete_head_follows(ctx, consumed, &mut drain_head);
         let keep_alive = match outcome {
-            Answered::Normal => finish_response(ctx),
+            Answered::Normal => finish_response(ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
             Answered::Panicked => {
                 let resp = ctx.resp.get_mut();
                 if resp.streaming.is_none() {
                     // The head is not out yet: answer 500. Mid-stream, only closing is left.
                     resp.reset_for_error(500);
-                    finish_response(ctx);
+                    finish_response(ctx, false);
                 }
                 false
             }
@@ -121,6 +167,7 @@ async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Rou
         arena.reset();
         if !keep_alive {
             ctx.flush_out().await?;
+            linger(ctx).await;
             return Ok(());
         }
     }
@@ -224,9 +271,23 @@ fn redirect(ctx: &mut Context, status: u16, target_path: &[u8]) {
     resp.headers.extend_from_slice(b"\r\n");
 }
 
-/// Encodes the response into the write buffer. Returns whether to keep the connection.
-fn finish_response(ctx: &mut Context) -> bool {
-    let draining = ctx.shard.draining.get();
+/// While draining: whether another complete request head is already buffered after the
+/// current one (it is answered before the connection closes).
+fn complete_head_follows(ctx: &Context, consumed: usize, head: &mut Option<RequestHead>) -> bool {
+    let rest = &ctx.buf[consumed.min(ctx.buf.len())..];
+    if rest.is_empty() {
+        return false;
+    }
+    let limits = &ctx.shard.limits;
+    let head = head.get_or_insert_with(|| RequestHead::new(limits.header_count()));
+    matches!(parse_head(rest, limits, head), Ok(Parse::Complete(_)))
+}
+
+/// Encodes the response into the write buffer. Returns whether to keep the connection:
+/// while the shard drains, only when `more_buffered` (pipelined requests already here
+/// are answered; the last response says `Connection: close`).
+fn finish_response(ctx: &mut Context, more_buffered: bool) -> bool {
+    let draining = ctx.shard.draining.get() && !more_buffered;
     let head_request = ctx.head.method == Method::Head;
     let minor = ctx.head.minor_version;
     let request_keep_alive = ctx.head.keep_alive;
@@ -290,7 +351,18 @@ async fn next_request(ctx: &mut Context) -> Result<usize, End> {
                 None => return Err(End::Answer(HttpError::Timeout)),
             },
         };
-        match read_more(ctx, wait).await {
+        let idle = head_deadline.is_none();
+        if idle {
+            if ctx.shard.draining.get() {
+                return Err(End::Quiet);
+            }
+            ctx.shard.conns.borrow_mut().set_idle(ctx.conn_slot, true);
+        }
+        let read = read_more(ctx, wait).await;
+        if idle {
+            ctx.shard.conns.borrow_mut().set_idle(ctx.conn_slot, false);
+        }
+        match read {
             Ok(0) => return Err(End::Quiet),
             Ok(_) => {}
             Err(ReadError::TimedOut) if head_deadline.is_none() => return Err(End::Quiet),

@@ -20,7 +20,7 @@ pub(crate) mod listener;
 pub(crate) mod shard;
 
 pub use backend::IoBackend;
-pub use shard::ShardStartError;
+pub use shard::{DrainReport, ShardStartError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,6 +112,13 @@ pub enum ServerError {
         /// The system error.
         source: std::io::Error,
     },
+    /// The drain timed out: requests or background tasks were abandoned.
+    #[error(
+        "shutdown abandoned {} request(s) and {} background task(s) at the drain timeout",
+        .0.abandoned_requests,
+        .0.abandoned_tasks
+    )]
+    Abandoned(ShutdownReport),
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -270,6 +277,10 @@ where
     }
 
     /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully.
+    ///
+    /// A second signal during the drain exits the process at once with status
+    /// [`EXIT_FORCED`]; a drain that times out with work left returns
+    /// [`ServerError::Abandoned`] (the CLI exits with [`EXIT_ABANDONED`]).
     pub fn run(self) -> Result<(), ServerError> {
         let term = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -279,12 +290,32 @@ where
         while !term.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        tracing::info!("signal received; draining");
-        running.shutdown();
-        tracing::info!("stopped");
-        Ok(())
+        term.store(false, Ordering::Relaxed);
+        tracing::info!("signal received; draining (a second signal forces exit)");
+        let drain = std::thread::spawn(move || running.shutdown());
+        while !drain.is_finished() {
+            if term.load(Ordering::Relaxed) {
+                tracing::error!(
+                    "second signal: exiting now, abandoning in-flight requests and background tasks"
+                );
+                std::process::exit(EXIT_FORCED);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let report = drain.join().unwrap_or_default();
+        if report.is_clean() {
+            tracing::info!(answered = report.answered, "stopped");
+            Ok(())
+        } else {
+            Err(ServerError::Abandoned(report))
+        }
     }
 }
+
+/// Exit status when a second signal cut the drain short.
+pub const EXIT_FORCED: i32 = 4;
+/// Exit status when the drain timed out with work left.
+pub const EXIT_ABANDONED: i32 = 3;
 
 /// Picks the core of each shard: `cores` (or the affinity mask), cut or cycled to
 /// `shards` entries.
@@ -323,7 +354,7 @@ pub struct RunningServer {
     backend: IoBackend,
     cores: Vec<usize>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<DrainReport>>,
     lifecycle: LifecycleCell,
     control: Option<control::Control>,
     drain_delay: Duration,
@@ -352,18 +383,47 @@ impl RunningServer {
 
     /// Turns `/readyz` to 503, waits `drain_delay`, stops accepting, lets in-flight
     /// requests finish, and joins every shard and the control thread.
-    pub fn shutdown(self) {
+    pub fn shutdown(self) -> ShutdownReport {
         self.lifecycle.set(Lifecycle::Draining);
         if !self.drain_delay.is_zero() {
             std::thread::sleep(self.drain_delay);
         }
         self.stop.store(true, Ordering::Relaxed);
+        let mut report = ShutdownReport::default();
         for t in self.threads {
-            let _ = t.join();
+            match t.join() {
+                Ok(r) => {
+                    report.answered += r.answered;
+                    report.abandoned_requests += r.abandoned_requests;
+                    report.abandoned_tasks += r.abandoned_tasks;
+                }
+                Err(_) => report.panicked_shards += 1,
+            }
         }
         self.lifecycle.set(Lifecycle::Stopped);
         if let Some(c) = self.control {
             let _ = c.thread.join();
         }
+        report
+    }
+}
+
+/// How a shutdown ended, summed over the shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Requests answered over the server's life.
+    pub answered: u64,
+    /// Requests still in flight when the drain timed out.
+    pub abandoned_requests: usize,
+    /// Background tasks still running when the drain timed out.
+    pub abandoned_tasks: usize,
+    /// Shard threads that ended by panicking.
+    pub panicked_shards: usize,
+}
+
+impl ShutdownReport {
+    /// Whether every received request was answered and every task finished.
+    pub fn is_clean(&self) -> bool {
+        self.abandoned_requests == 0 && self.abandoned_tasks == 0 && self.panicked_shards == 0
     }
 }

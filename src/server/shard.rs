@@ -37,6 +37,61 @@ pub(crate) const BUF_SMALL: usize = super::buffers::CLASSES[0];
 /// Most connection states kept for reuse per shard.
 const POOL_MAX: usize = 1024;
 
+/// The shard's open connections by descriptor, so a drain can wake the idle ones.
+///
+/// Invariant: an entry is removed before its connection's stream is dropped, so every
+/// descriptor here is a live socket of this shard.
+#[derive(Debug, Default)]
+pub(crate) struct ConnRegistry {
+    slots: Vec<Option<(std::os::fd::RawFd, bool)>>,
+    free: Vec<usize>,
+}
+
+impl ConnRegistry {
+    pub(crate) fn add(&mut self, fd: std::os::fd::RawFd) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some((fd, false));
+                i
+            }
+            None => {
+                self.slots.push(Some((fd, false)));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, slot: usize) {
+        if let Some(entry) = self.slots.get_mut(slot) {
+            if entry.take().is_some() {
+                self.free.push(slot);
+            }
+        }
+    }
+
+    /// Marks whether the connection waits for a new request with nothing buffered.
+    pub(crate) fn set_idle(&mut self, slot: usize, idle: bool) {
+        if let Some(Some(entry)) = self.slots.get_mut(slot) {
+            entry.1 = idle;
+        }
+    }
+
+    /// Shuts down idle connections (or all), waking their reads with end of file.
+    pub(crate) fn shutdown(&self, idle_only: bool) -> usize {
+        let mut n = 0;
+        for (fd, idle) in self.slots.iter().flatten() {
+            if *idle || !idle_only {
+                // Idle ones lose only their read side: if a request slipped in just before,
+                // its answer can still be written.
+                let how = if idle_only { crate::sys::Direction::Read } else { crate::sys::Direction::Both };
+                crate::sys::shutdown_socket(*fd, how);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 /// Per-shard state shared by the shard's connections (`Rc`, never `Send`).
 pub(crate) struct ShardLocal {
     pub(crate) id: usize,
@@ -45,6 +100,7 @@ pub(crate) struct ShardLocal {
     pub(crate) draining: Cell<bool>,
     pub(crate) stats: Rc<ShardStats>,
     pub(crate) buffers: BufferPool,
+    pub(crate) conns: RefCell<ConnRegistry>,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
     pool: RefCell<Vec<Box<ConnState>>>,
@@ -59,6 +115,7 @@ impl ShardLocal {
             draining: Cell::new(false),
             stats: Rc::new(ShardStats::with_routes(routes)),
             buffers: BufferPool::default(),
+            conns: RefCell::new(ConnRegistry::default()),
             pool: RefCell::new(Vec::new()),
         })
     }
@@ -167,8 +224,19 @@ pub enum ShardStartError {
     },
 }
 
+/// How a shard's drain ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests this shard answered over its life.
+    pub answered: u64,
+    /// Requests still in flight when `drain_timeout` ran out.
+    pub abandoned_requests: usize,
+    /// Background tasks still running when `drain_timeout` ran out.
+    pub abandoned_tasks: usize,
+}
+
 /// The body of a shard thread.
-pub(crate) fn run<F>(spec: ShardSpec<F>)
+pub(crate) fn run<F>(spec: ShardSpec<F>) -> DrainReport
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
@@ -180,13 +248,16 @@ where
     }
     let ready = spec.ready.clone();
     let backend = spec.backend;
-    let result = backend::block_on(backend, serve(spec));
-    if let Err(source) = result {
-        let _ = ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
+    match backend::block_on(backend, serve(spec)) {
+        Ok(report) => report,
+        Err(source) => {
+            let _ = ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
+            DrainReport::default()
+        }
     }
 }
 
-async fn serve<F>(spec: ShardSpec<F>)
+async fn serve<F>(spec: ShardSpec<F>) -> DrainReport
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
@@ -195,7 +266,7 @@ where
         Ok(r) => r,
         Err(source) => {
             let _ = spec.ready.send(Err(ShardStartError::Route { shard: id, source }));
-            return;
+            return DrainReport::default();
         }
     };
     router.finish();
@@ -208,7 +279,7 @@ where
                 what: "registering the listener",
                 source,
             }));
-            return;
+            return DrainReport::default();
         }
     };
     let shard = ShardLocal::new(id, spec.limits, router.len());
@@ -223,16 +294,40 @@ where
     accept_loop(&listener, &shard, &router, &spec.stop).await;
     drop(listener);
 
-    // Drain: in-flight requests finish (their connections close after the response);
-    // idle keep-alive connections are dropped with the runtime.
+    // Drain: requests already received are answered (the last response of each
+    // connection says `Connection: close`), then background tasks finish; idle
+    // keep-alive connections close with the runtime. All within `drain_timeout`.
     shard.draining.set(true);
     let deadline = Instant::now() + spec.drain_timeout;
-    while shard.stats.in_flight.get() > 0 && Instant::now() < deadline {
+    let stats = Rc::clone(&shard.stats);
+    let mut woken = 0;
+    while (stats.open_connections.get() > 0 || stats.background_live.get() > 0) && Instant::now() < deadline {
+        // Wake connections idling between requests (new ones may turn idle after
+        // answering what they had buffered).
+        woken += shard.conns.borrow().shutdown(true);
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Whatever is still open past the deadline gets end of file, not a silent drop.
+    shard.conns.borrow().shutdown(false);
+    tracing::debug!(shard = id, idle_closed = woken, "drain finished");
+    let report = DrainReport {
+        answered: stats.requests.get(),
+        abandoned_requests: stats.in_flight.get(),
+        abandoned_tasks: stats.background_live.get(),
+    };
+    if report.abandoned_requests > 0 || report.abandoned_tasks > 0 {
+        tracing::error!(
+            shard = id,
+            requests = report.abandoned_requests,
+            background_tasks = report.abandoned_tasks,
+            timeout_ms = spec.drain_timeout.as_millis() as u64,
+            "drain timed out; abandoning work"
+        );
     }
     // Pooled contexts hold an `Rc` of the shard: clear the pool to break the cycle.
     shard.pool.borrow_mut().clear();
-    tracing::debug!(shard = id, requests = shard.stats.requests.get(), "shard stopped");
+    tracing::debug!(shard = id, requests = report.answered, "shard stopped");
+    report
 }
 
 async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc<Router>, stop: &AtomicBool) {

@@ -1,0 +1,34 @@
+//! Raw operating-system calls that no safe wrapper covers, each with its reason.
+//!
+//! Today: shutting a connection's socket down by its descriptor: the drain uses it to
+//! wake connections blocked in a read, and a server-side close uses it to send end of
+//! file before lingering (the runtime's stream type offers no `AsFd`).
+
+use std::os::fd::RawFd;
+
+/// Which directions [`shutdown_socket`] closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Reads end (a pending read completes with end of file); writes still work.
+    Read,
+    /// Our side's writes end (the peer reads end of file); reads still work.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// `shutdown(2)` on a connection's socket.
+///
+/// Callers keep the invariant that `fd` belongs to a connection that is still open (the
+/// shard's connection registry removes an entry before its stream is dropped), so the
+/// number cannot have been reused for another file.
+pub(crate) fn shutdown_socket(fd: RawFd, how: Direction) {
+    let how = match how {
+        Direction::Read => libc::SHUT_RD,
+        Direction::Write => libc::SHUT_WR,
+        Direction::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: shutdown(2) only takes a descriptor number and flags and touches no memory
+    // of ours; by the caller's invariant the descriptor is a live socket of this shard.
+    let _ = unsafe { libc::shutdown(fd, how) };
+}
