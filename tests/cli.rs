@@ -187,3 +187,32 @@ fn refused_io_uring_falls_back_to_epoll_with_one_log_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("io_uring is unavailable"));
 }
+
+#[test]
+fn a_second_signal_during_the_drain_forces_exit_4() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &addr.to_string(), "--admin", "127.0.0.1:0", "--shards", "1"])
+        .env("RINGO_DRAIN_DELAY_MS", "5000")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_ready(addr, &mut child);
+    let started = Instant::now();
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(ringo::EXIT_FORCED));
+    assert!(started.elapsed() < Duration::from_secs(3), "did not wait out the 5 s drain delay");
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    assert!(out.contains("second signal"), "{out}");
+}

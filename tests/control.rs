@@ -150,3 +150,34 @@ fn readyz_is_503_while_draining() {
     stopper.join().expect("shutdown");
     assert!(std::net::TcpStream::connect(admin_addr).is_err(), "admin listener closed after shutdown");
 }
+
+fn slow_factory() -> Result<Router, RouteError> {
+    // Start-up work (think cache preheat) that readiness must wait for.
+    std::thread::sleep(Duration::from_millis(800));
+    ringo::default_app()
+}
+
+#[test]
+fn readyz_is_503_while_starting() {
+    let admin_port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let starting = std::thread::spawn(move || start(slow_factory, 1, |c| c.admin = Some(admin_addr)));
+    // The admin listener answers before the shards are ready.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen_starting = false;
+    while Instant::now() < deadline && !starting.is_finished() {
+        if std::net::TcpStream::connect(admin_addr).is_ok() {
+            let (code, body) = admin(admin_addr, "/readyz");
+            if code == 503 && body.contains("starting") {
+                seen_starting = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = starting.join().expect("start");
+    assert!(seen_starting, "readyz said 503 starting before the shards were up");
+    assert_eq!(admin(admin_addr, "/readyz").0, 200);
+    server.shutdown();
+}

@@ -11,6 +11,8 @@ use super::{Lifecycle, State};
 use crate::metrics::Snapshot;
 use crate::metrics::prometheus::{self, Exposition};
 
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// Answers one admin request and closes.
 pub(super) fn serve(mut stream: TcpStream, state: &State) {
     let _ = stream.set_nonblocking(false);
@@ -58,11 +60,13 @@ pub(super) fn serve(mut stream: TcpStream, state: &State) {
             respond(&mut stream, 200, "text/plain; version=0.0.4; charset=utf-8", body.as_bytes());
         }
         "/debug/shards" => debug_shards(&mut stream, state),
+        // One self-contained page (no external assets) that polls /debug/shards.
+        "/debug/dashboard" => respond(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD.as_bytes()),
         _ => respond(
             &mut stream,
             404,
             "text/plain",
-            b"admin endpoints: /healthz /readyz /metrics /debug/shards\n",
+            b"admin endpoints: /healthz /readyz /metrics /debug/shards /debug/dashboard\n",
         ),
     }
 }
