@@ -227,3 +227,35 @@ kt_check_iface() {
   fi
   [[ -e $ROOT/sys/class/net/$iface ]] || kt_die "no network interface '$iface' (see: ip link)"
 }
+
+# Parses the options shared by irq-affinity.sh and rps-xps.sh:
+#   kt_iface_cpus_args SCRIPT_PATH "$@"
+# sets KT_DRY_RUN (0/1), KT_IFACE and KT_CPUS_ARG; --help prints SCRIPT_PATH's header.
+# shellcheck disable=SC2034 # the globals are read by the calling script
+kt_iface_cpus_args() {
+  local script=$1
+  shift
+  KT_DRY_RUN=0
+  KT_IFACE=
+  KT_CPUS_ARG=
+  while (($# > 0)); do
+    case $1 in
+      --dry-run) KT_DRY_RUN=1 ;;
+      --iface | --cpus)
+        (($# >= 2)) || kt_usage_error "$1 needs a value"
+        if [[ $1 == --iface ]]; then KT_IFACE=$2; else KT_CPUS_ARG=$2; fi
+        shift
+        ;;
+      --iface=*) KT_IFACE=${1#*=} ;;
+      --cpus=*) KT_CPUS_ARG=${1#*=} ;;
+      -h | --help)
+        kt_help "$script"
+        exit 0
+        ;;
+      *) kt_usage_error "unknown argument '$1'" ;;
+    esac
+    shift
+  done
+  [[ -n $KT_IFACE ]] || kt_usage_error "--iface is required"
+  [[ -n $KT_CPUS_ARG ]] || kt_usage_error "--cpus is required"
+}

@@ -31,29 +31,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$HERE/lib.sh"
 
-dry_run=0
-iface=
-cpus=
-while (($# > 0)); do
-  case $1 in
-    --dry-run) dry_run=1 ;;
-    --iface | --cpus)
-      (($# >= 2)) || kt_usage_error "$1 needs a value"
-      if [[ $1 == --iface ]]; then iface=$2; else cpus=$2; fi
-      shift
-      ;;
-    --iface=*) iface=${1#*=} ;;
-    --cpus=*) cpus=${1#*=} ;;
-    -h | --help)
-      kt_help "${BASH_SOURCE[0]}"
-      exit 0
-      ;;
-    *) kt_usage_error "unknown argument '$1'" ;;
-  esac
-  shift
-done
-[[ -n $iface ]] || kt_usage_error "--iface is required"
-[[ -n $cpus ]] || kt_usage_error "--cpus is required"
+kt_iface_cpus_args "${BASH_SOURCE[0]}" "$@"
+dry_run=$KT_DRY_RUN
+iface=$KT_IFACE
+cpus=$KT_CPUS_ARG
 kt_parse_cpus "$cpus"
 mask=$(kt_cpu_mask)
 
