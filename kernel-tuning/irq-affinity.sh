@@ -86,47 +86,8 @@ for i in "${!irqs[@]}"; do
   fi
 done
 
-to_save=()
-for i in "${!paths[@]}"; do
-  if [[ -n ${saves[i]} && $(kt_norm_cpulist "${currents[i]}") != "${news[i]}" ]]; then
-    to_save+=("${paths[i]}" "${saves[i]}")
-  fi
-done
-if ((!dry_run && ${#to_save[@]} > 0)); then
-  kt_state_save "${to_save[@]}"
-fi
-
-changed=0 unchanged=0 skipped=0 failed=0
-for i in "${!paths[@]}"; do
-  label=${labels[i]}
-  if [[ ! -e $ROOT/${paths[i]} ]]; then
-    kt_say "$label: skip (not present)"
-    skipped=$((skipped + 1))
-  elif [[ -z ${saves[i]} ]]; then
-    kt_say "$label: skip (unreadable)"
-    skipped=$((skipped + 1))
-  elif [[ $(kt_norm_cpulist "${currents[i]}") == "${news[i]}" ]]; then
-    kt_say "$label: ${currents[i]} (unchanged)"
-    unchanged=$((unchanged + 1))
-  else
-    kt_say "$label: ${currents[i]} -> ${news[i]}"
-    if ((dry_run)); then
-      changed=$((changed + 1))
-    elif err=$(kt_write "$ROOT/${paths[i]}" "${news[i]}"); then
-      changed=$((changed + 1))
-    else
-      [[ $err == *"Input/output error"* ]] && err+=": a kernel-managed IRQ, its affinity cannot be set"
-      kt_say "$label: FAILED ($err)"
-      failed=$((failed + 1))
-    fi
-  fi
-done
-
-if ((dry_run)); then
-  kt_say "dry run: $changed to change, $unchanged unchanged, $skipped skipped"
-else
-  kt_say "done: $changed changed, $unchanged unchanged, $skipped skipped, $failed failed"
-fi
+plan_ok=0
+kt_apply_plan kt_norm_cpulist "a kernel-managed IRQ, its affinity cannot be set" || plan_ok=1
 
 # irqbalance: explain, never run.
 ban_args=""
@@ -158,4 +119,4 @@ or stop it: systemctl stop irqbalance && systemctl disable irqbalance
 This script does not run systemctl.
 EOF
 
-((failed == 0)) || exit 1
+((plan_ok == 0)) || exit 1

@@ -259,3 +259,55 @@ kt_iface_cpus_args() {
   [[ -n $KT_IFACE ]] || kt_usage_error "--iface is required"
   [[ -n $KT_CPUS_ARG ]] || kt_usage_error "--cpus is required"
 }
+
+# Saves the original values, then applies a plan held in the calling script's arrays
+# (same index = same file): paths (relative to $ROOT), labels, currents (normalized;
+# "" when absent), saves (raw; "" when absent or unreadable), news; and $dry_run.
+#   kt_apply_plan NORMALIZER [IO_ERROR_HINT]
+# NORMALIZER puts a value in canonical form so current and new compare; IO_ERROR_HINT is
+# added to write errors that say "Input/output error". Prints each change and a summary;
+# returns 1 when a write failed.
+# shellcheck disable=SC2154 # the plan arrays and dry_run are the caller's
+kt_apply_plan() {
+  local norm=$1 io_hint=${2:-} i label err
+  local -a to_save=()
+  for i in "${!paths[@]}"; do
+    if [[ -n ${saves[i]} && $("$norm" "${currents[i]}") != "$("$norm" "${news[i]}")" ]]; then
+      to_save+=("${paths[i]}" "${saves[i]}")
+    fi
+  done
+  if ((!dry_run && ${#to_save[@]} > 0)); then
+    kt_state_save "${to_save[@]}"
+  fi
+  local changed=0 unchanged=0 skipped=0 failed=0
+  for i in "${!paths[@]}"; do
+    label=${labels[i]}
+    if [[ ! -e $ROOT/${paths[i]} ]]; then
+      kt_say "$label: skip (not present)"
+      skipped=$((skipped + 1))
+    elif [[ -z ${saves[i]} ]]; then
+      kt_say "$label: skip (unreadable)"
+      skipped=$((skipped + 1))
+    elif [[ $("$norm" "${currents[i]}") == "$("$norm" "${news[i]}")" ]]; then
+      kt_say "$label: ${currents[i]} (unchanged)"
+      unchanged=$((unchanged + 1))
+    else
+      kt_say "$label: ${currents[i]} -> ${news[i]}"
+      if ((dry_run)); then
+        changed=$((changed + 1))
+      elif err=$(kt_write "$ROOT/${paths[i]}" "${news[i]}"); then
+        changed=$((changed + 1))
+      else
+        [[ -n $io_hint && $err == *"Input/output error"* ]] && err+=": $io_hint"
+        kt_say "$label: FAILED ($err)"
+        failed=$((failed + 1))
+      fi
+    fi
+  done
+  if ((dry_run)); then
+    kt_say "dry run: $changed to change, $unchanged unchanged, $skipped skipped"
+  else
+    kt_say "done: $changed changed, $unchanged unchanged, $skipped skipped, $failed failed"
+  fi
+  ((failed == 0))
+}

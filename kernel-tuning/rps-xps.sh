@@ -54,10 +54,12 @@ if ((dry_run)); then
 fi
 kt_say "$iface: CPUs $cpus = mask $mask, for ${#rx[@]} rx queue(s) (rps_cpus) and ${#tx[@]} tx queue(s) (xps_cpus)"
 
-paths=() currents=() saves=()
+paths=() currents=() saves=() news=() labels=()
 for q in "${rx[@]}"; do paths+=("sys/class/net/$iface/queues/$q/rps_cpus"); done
 for q in "${tx[@]}"; do paths+=("sys/class/net/$iface/queues/$q/xps_cpus"); done
 for path in "${paths[@]}"; do
+  labels+=("/$path")
+  news+=("$mask")
   if [[ -e $ROOT/$path ]] && raw=$(kt_read "$ROOT/$path"); then
     currents+=("$(kt_norm "$raw")")
     saves+=("$raw")
@@ -67,45 +69,4 @@ for path in "${paths[@]}"; do
   fi
 done
 
-want=$(kt_norm_mask "$mask")
-to_save=()
-for i in "${!paths[@]}"; do
-  if [[ -n ${saves[i]} && $(kt_norm_mask "${currents[i]}") != "$want" ]]; then
-    to_save+=("${paths[i]}" "${saves[i]}")
-  fi
-done
-if ((!dry_run && ${#to_save[@]} > 0)); then
-  kt_state_save "${to_save[@]}"
-fi
-
-changed=0 unchanged=0 skipped=0 failed=0
-for i in "${!paths[@]}"; do
-  name=/${paths[i]}
-  if [[ ! -e $ROOT/${paths[i]} ]]; then
-    kt_say "$name: skip (not present)"
-    skipped=$((skipped + 1))
-  elif [[ -z ${saves[i]} ]]; then
-    kt_say "$name: skip (unreadable)"
-    skipped=$((skipped + 1))
-  elif [[ $(kt_norm_mask "${currents[i]}") == "$want" ]]; then
-    kt_say "$name: ${currents[i]} (unchanged)"
-    unchanged=$((unchanged + 1))
-  else
-    kt_say "$name: ${currents[i]} -> $mask"
-    if ((dry_run)); then
-      changed=$((changed + 1))
-    elif err=$(kt_write "$ROOT/${paths[i]}" "$mask"); then
-      changed=$((changed + 1))
-    else
-      kt_say "$name: FAILED ($err)"
-      failed=$((failed + 1))
-    fi
-  fi
-done
-
-if ((dry_run)); then
-  kt_say "dry run: $changed to change, $unchanged unchanged, $skipped skipped"
-else
-  kt_say "done: $changed changed, $unchanged unchanged, $skipped skipped, $failed failed"
-fi
-((failed == 0)) || exit 1
+kt_apply_plan kt_norm_mask || exit 1
