@@ -4,13 +4,20 @@
 //! here. Both arenas are reset after every response, which keeps the steady state free
 //! of heap allocation: a reset bump arena keeps its largest chunk.
 //!
-//! Invariant: nothing allocated here outlives the `reset` that follows its request; the
-//! borrow checker enforces it, because every handle borrows the arena and `reset` needs
-//! `&mut self`.
+//! Invariant: arena memory is reused only when nothing can still reference it. The
+//! borrow checker keeps every handle from outliving the arena (handles borrow it and
+//! `reset` needs `&mut self`), but safe code may `mem::forget` a handle: its future is
+//! then never dropped, and whatever it registered while polled (a timer entry in the
+//! runtime's lists, a waker slot) keeps pointing into the arena. So `FutureArena`
+//! counts live handles, and a `reset` that finds one still counted abandons its memory
+//! (leaks the chunk, taking a fresh one) instead of reusing it. A leak is bounded by
+//! what the forgetting code allocated and is counted in the shard's metrics
+//! (`ringo_arena_abandoned_total`); memory that something may point into is never
+//! handed out again.
 
 use std::any::TypeId;
+use std::cell::Cell;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context as TaskContext, Poll};
@@ -21,11 +28,26 @@ use bumpalo::Bump;
 #[derive(Debug, Default)]
 pub(crate) struct FutureArena {
     bump: Bump,
+    /// Handles allocated and not yet dropped.
+    ///
+    /// Invariant: while it is above zero, some future in `bump` may still be referenced
+    /// from outside (its handle was forgotten, or is still alive), so `bump`'s memory
+    /// must not be reused.
+    live: Cell<usize>,
+}
+
+/// What [`FutureArena::reset`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// Every handle was dropped: the memory is reused.
+    Reused,
+    /// A handle was never dropped (`mem::forget`): the memory was abandoned.
+    Abandoned,
 }
 
 impl FutureArena {
     pub(crate) fn new() -> FutureArena {
-        FutureArena { bump: Bump::with_capacity(1024) }
+        FutureArena { bump: Bump::with_capacity(1024), live: Cell::new(0) }
     }
 
     /// Moves `fut` into the arena and returns an owning, pinned handle to it.
@@ -35,12 +57,22 @@ impl FutureArena {
     {
         let slot: &'a mut F = self.bump.alloc(fut);
         let erased: &'a mut (dyn Future<Output = ()> + 'a) = slot;
-        ArenaFuture { ptr: NonNull::from(erased), _arena: PhantomData }
+        self.live.set(self.live.get() + 1);
+        ArenaFuture { ptr: NonNull::from(erased), live: &self.live }
     }
 
-    /// Frees everything at once. Every `ArenaFuture` has been dropped (they borrow `self`).
-    pub(crate) fn reset(&mut self) {
-        self.bump.reset();
+    /// Frees everything at once for reuse, unless a handle was never dropped: then the
+    /// memory is abandoned (leaked) and a fresh chunk taken (see the module invariant).
+    pub(crate) fn reset(&mut self) -> Reset {
+        if self.live.get() == 0 {
+            self.bump.reset();
+            return Reset::Reused;
+        }
+        let forgotten = std::mem::replace(&mut self.bump, Bump::with_capacity(1024));
+        // Leaked on purpose: a forgotten future's registrations may still point here.
+        std::mem::forget(forgotten);
+        self.live.set(0);
+        Reset::Abandoned
     }
 }
 
@@ -49,7 +81,8 @@ pub(crate) struct ArenaFuture<'a> {
     /// Invariant: points to a live, initialised future inside the arena that no one
     /// else references, and that is never moved (bump memory stays put until `reset`).
     ptr: NonNull<dyn Future<Output = ()> + 'a>,
-    _arena: PhantomData<&'a FutureArena>,
+    /// The arena's live-handle count, decremented when this handle drops.
+    live: &'a Cell<usize>,
 }
 
 impl Future for ArenaFuture<'_> {
@@ -68,6 +101,7 @@ impl Drop for ArenaFuture<'_> {
         // SAFETY: the pointee is live and owned by this handle alone; the arena never
         // runs destructors itself, so this is the one drop it gets.
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+        self.live.set(self.live.get() - 1);
     }
 }
 
@@ -184,6 +218,24 @@ mod tests {
             drop(fut); // never polled: still dropped
         }
         assert_eq!(Rc::strong_count(&tracker), 1);
-        arena.reset();
+        assert_eq!(arena.reset(), Reset::Reused);
+    }
+
+    #[test]
+    fn a_forgotten_future_makes_the_arena_abandon_its_memory() {
+        let mut arena = FutureArena::new();
+        let first = {
+            let fut = arena.alloc(async {});
+            let at = fut.ptr.as_ptr() as *const u8 as usize;
+            std::mem::forget(fut);
+            at
+        };
+        // The forgotten future's memory must never be handed out again.
+        assert_eq!(arena.reset(), Reset::Abandoned);
+        let fut = arena.alloc(async {});
+        let second = fut.ptr.as_ptr() as *const u8 as usize;
+        drop(fut);
+        assert_ne!(first, second, "abandoned memory was reused");
+        assert_eq!(arena.reset(), Reset::Reused, "a clean request reuses again");
     }
 }

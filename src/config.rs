@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::http::Limits;
-use crate::server::{IoBackend, ServerConfig};
+use crate::server::{IoBackend, ServerConfig, ShardDeathPolicy};
 
 /// `RINGO_*` variables that belong to ringo's scripts, not to the configuration.
 const TOOL_VARS: [&str; 3] = ["SYSROOT", "BIN", "TUNING_STATE"];
@@ -47,6 +47,9 @@ pub struct ServerSection {
     pub log: String,
     /// The default app's middleware: `bare` (none) or `default` (request id + access log).
     pub stack: Stack,
+    /// When a shard thread dies: `exit` (the process exits with status 70 for its
+    /// supervisor) or `restart` (the shard starts again with a fresh listener).
+    pub on_shard_death: ShardDeathPolicy,
 }
 
 /// Which middleware the default app runs with.
@@ -76,6 +79,7 @@ impl Default for ServerSection {
             control_core: -1,
             log: "info".into(),
             stack: Stack::Bare,
+            on_shard_death: ShardDeathPolicy::Exit,
         }
     }
 }
@@ -244,6 +248,7 @@ impl Config {
             drain_delay: Duration::from_millis(s.drain_delay_ms),
             stall_threshold: Duration::from_millis(s.stall_threshold_ms),
             control_core: usize::try_from(s.control_core).ok(),
+            on_shard_death: s.on_shard_death,
         })
     }
 }

@@ -15,16 +15,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::arena::ValueArena;
 use crate::http::Method;
 use crate::http::request::{RequestHead, Span};
+use crate::http::field;
 use crate::http::response::{self, BodyLength, ConnectionHeader};
-use crate::server::shard::ShardLocal;
+use crate::http::status::forbids_body;
+use crate::shard_handle::ShardHandle;
+use crate::transport::Transport;
 
 /// Names of a route's parameters and its pattern, shared by every request it serves.
 #[derive(Debug)]
@@ -69,6 +70,20 @@ pub enum SpawnError {
     Full,
 }
 
+/// Why a response header was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The name is not a token (RFC 9110 §5.1).
+    #[error("header name {0:?} is not a token")]
+    Name(String),
+    /// The value holds CR, LF, NUL or another control byte (header injection).
+    #[error("value of header {name:?} holds a control byte (CR, LF, NUL...)")]
+    Value {
+        /// The header's name.
+        name: String,
+    },
+}
+
 /// The response as the handlers leave it.
 #[derive(Debug)]
 pub(crate) struct ResponseState {
@@ -92,6 +107,16 @@ impl ResponseState {
             body: Vec::with_capacity(1024),
             close: false,
             streaming: None,
+        }
+    }
+
+    /// Sets a final status; anything outside 200–999 is a handler bug answered as 500.
+    fn set_status(&mut self, status: u16) {
+        if (200..=999).contains(&status) {
+            self.status = status;
+        } else {
+            tracing::error!(status, "refused a status outside 200-999; answering 500");
+            self.status = 500;
         }
     }
 
@@ -129,27 +154,27 @@ impl ResponseState {
 /// [`string`](Context::string), [`bytes`](Context::bytes), [`header`](Context::header),
 /// [`status`](Context::status), [`abort_with_status`](Context::abort_with_status).
 pub struct Context {
+    /// The connection's read buffer, lent by the engine while the chain runs.
     pub(crate) buf: Vec<u8>,
+    /// Where this request starts in `buf`: every span below is relative to it.
+    pub(crate) base: usize,
     pub(crate) head: RequestHead,
     pub(crate) body: BodyRef,
     pub(crate) chunked_body: Vec<u8>,
-    /// Parameter spans from the router, absolute in `buf`.
+    /// Parameter spans from the router, relative to `base`.
     pub(crate) raw_params: Vec<(u32, u32)>,
     params: Vec<ParamValue>,
     decoded: Vec<u8>,
     pub(crate) route: Option<Rc<RouteMeta>>,
     pub(crate) resp: RefCell<ResponseState>,
-    pub(crate) out: Vec<u8>,
     aborted: Cell<bool>,
     values: ValueArena,
     pub(crate) scratch: Vec<u8>,
-    pub(crate) shard: Rc<ShardLocal>,
+    pub(crate) shard: Rc<ShardHandle>,
     pub(crate) peer: Option<SocketAddr>,
-    pub(crate) io: Option<TcpStream>,
-    /// Requests answered into `out` but not yet written (counted in flight).
-    pub(crate) unflushed: usize,
-    /// This connection's entry in the shard's connection registry.
-    pub(crate) conn_slot: usize,
+    /// The connection's socket and write buffer, lent by the engine while the chain
+    /// runs (streaming writes through it).
+    pub(crate) transport: Transport,
 }
 
 impl std::fmt::Debug for Context {
@@ -163,10 +188,11 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(shard: Rc<ShardLocal>, buf: Vec<u8>, out: Vec<u8>) -> Context {
+    pub(crate) fn new(shard: Rc<ShardHandle>) -> Context {
         let max_headers = shard.limits.header_count();
         Context {
-            buf,
+            buf: Vec::new(),
+            base: 0,
             head: RequestHead::new(max_headers),
             body: BodyRef::Empty,
             chunked_body: Vec::new(),
@@ -175,15 +201,12 @@ impl Context {
             decoded: Vec::with_capacity(128),
             route: None,
             resp: RefCell::new(ResponseState::new()),
-            out,
             aborted: Cell::new(false),
             values: ValueArena::default(),
             scratch: Vec::new(),
             shard,
             peer: None,
-            io: None,
-            unflushed: 0,
-            conn_slot: usize::MAX,
+            transport: Transport::default(),
         }
     }
 
@@ -205,7 +228,7 @@ impl Context {
         self.params.clear();
         self.decoded.clear();
         for &(start, end) in &self.raw_params {
-            let raw = &self.buf[start as usize..end as usize];
+            let raw = Span { start, end }.get(self.buf.get(self.base..).unwrap_or(&[]));
             if raw.contains(&b'%') {
                 let from = self.decoded.len();
                 self.decoded.extend(percent_encoding::percent_decode(raw));
@@ -218,7 +241,7 @@ impl Context {
                 if std::str::from_utf8(raw).is_err() {
                     return false;
                 }
-                self.params.push(ParamValue::Raw(Span::new(start as usize, end as usize)));
+                self.params.push(ParamValue::Raw(Span { start, end }));
             }
         }
         true
@@ -233,7 +256,7 @@ impl Context {
 
     /// The request path as sent (still percent-encoded), without the query.
     pub fn path(&self) -> &str {
-        std::str::from_utf8(self.head.path.get(&self.buf)).unwrap_or("")
+        std::str::from_utf8(self.head.path.get(self.req())).unwrap_or("")
     }
 
     /// The matched route's pattern, e.g. `/users/:id` (Gin's `FullPath`); `""` if none.
@@ -246,7 +269,7 @@ impl Context {
         let Some(route) = self.route.as_deref() else { return "" };
         let Some(i) = route.param_names.iter().position(|n| &**n == name) else { return "" };
         let bytes = match self.params.get(i) {
-            Some(ParamValue::Raw(s)) => s.get(&self.buf),
+            Some(ParamValue::Raw(s)) => s.get(self.req()),
             Some(ParamValue::Decoded(s)) => s.get(&self.decoded),
             None => return "",
         };
@@ -255,12 +278,12 @@ impl Context {
 
     /// The raw query string after `?`, `""` when there is none.
     pub fn query_string(&self) -> &str {
-        self.head.query.map_or("", |q| std::str::from_utf8(q.get(&self.buf)).unwrap_or(""))
+        self.head.query.map_or("", |q| std::str::from_utf8(q.get(self.req())).unwrap_or(""))
     }
 
     /// The first value of query parameter `key`, decoded (`+` is a space).
     pub fn query(&self, key: &str) -> Option<Cow<'_, str>> {
-        let query = self.head.query?.get(&self.buf);
+        let query = self.head.query?.get(self.req());
         for pair in query.split(|&b| b == b'&') {
             let (k, v) = match pair.iter().position(|&b| b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -278,8 +301,8 @@ impl Context {
         self.head
             .headers
             .iter()
-            .find(|(n, _)| n.get(&self.buf).eq_ignore_ascii_case(name.as_bytes()))
-            .and_then(|(_, v)| std::str::from_utf8(v.get(&self.buf)).ok())
+            .find(|(n, _)| n.get(self.req()).eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v.get(self.req())).ok())
     }
 
     /// Every request header as (name, raw value), in arrival order.
@@ -287,14 +310,14 @@ impl Context {
         self.head
             .headers
             .iter()
-            .map(|(n, v)| (std::str::from_utf8(n.get(&self.buf)).unwrap_or(""), v.get(&self.buf)))
+            .map(|(n, v)| (std::str::from_utf8(n.get(self.req())).unwrap_or(""), v.get(self.req())))
     }
 
     /// The request body (decoded when it came chunked).
     pub fn body(&self) -> &[u8] {
         match self.body {
             BodyRef::Empty => &[],
-            BodyRef::InBuffer(span) => span.get(&self.buf),
+            BodyRef::InBuffer(span) => span.get(self.req()),
             BodyRef::Decoded => &self.chunked_body,
         }
     }
@@ -368,7 +391,7 @@ impl Context {
     /// Answers with `value` serialized as JSON, straight into the reused response buffer.
     pub fn json<T: Serialize + ?Sized>(&self, status: u16, value: &T) {
         let mut resp = self.resp.borrow_mut();
-        resp.status = status;
+        resp.set_status(status);
         resp.body.clear();
         resp.set_content_type(b"application/json");
         // serde_json writes: 18 ns against simd-json's 21 ns for a small message
@@ -386,18 +409,27 @@ impl Context {
         self.bytes(status, "text/plain; charset=utf-8", text.as_bytes());
     }
 
-    /// Answers with raw bytes and a content type.
+    /// Answers with raw bytes and a content type. A content type that is not a valid
+    /// header value (CR, LF, NUL or another control byte) is never sent: the response
+    /// becomes a 500 and the mistake is logged.
     pub fn bytes(&self, status: u16, content_type: &str, data: &[u8]) {
         let mut resp = self.resp.borrow_mut();
-        resp.status = status;
+        if !field::is_value(content_type.as_bytes()) {
+            tracing::error!(path = self.path(), "refused a content type with forbidden bytes; answering 500");
+            resp.reset_for_error(500);
+            resp.close = false;
+            return;
+        }
+        resp.set_status(status);
         resp.set_content_type(content_type.as_bytes());
         resp.body.clear();
         resp.body.extend_from_slice(data);
     }
 
-    /// Sets the status code (the body, if any, stays).
+    /// Sets the status code (the body, if any, stays). Only final statuses 200–999 can
+    /// be set: anything else is a handler bug, logged, and answered as 500.
     pub fn status(&self, status: u16) {
-        self.resp.borrow_mut().status = status;
+        self.resp.borrow_mut().set_status(status);
     }
 
     /// The response status set so far (200 by default).
@@ -407,13 +439,23 @@ impl Context {
 
     /// Adds a response header. `Content-Type` replaces the default; framing headers
     /// (`Content-Length`, `Transfer-Encoding`, `Connection`) are ringo's to write and are
-    /// ignored, except `Connection: close`, which closes after this response. A name or
-    /// value containing CR, LF or NUL is refused (header injection) and logged.
+    /// ignored, except `Connection: close`, which closes after this response. A name
+    /// that is not a token, or a value with CR, LF, NUL or another control byte, is
+    /// refused (never sent: header injection) and logged; see
+    /// [`try_header`](Context::try_header) to handle the refusal.
     pub fn header(&self, name: &str, value: &str) {
-        let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
-        if name.is_empty() || bad(name) || bad(value) || name.contains(':') {
-            tracing::debug!(name, "refused a response header with forbidden bytes");
-            return;
+        if let Err(e) = self.try_header(name, value) {
+            tracing::warn!(error = %e, path = self.path(), "response header refused");
+        }
+    }
+
+    /// Adds a response header like [`header`](Context::header), saying when it is refused.
+    pub fn try_header(&self, name: &str, value: &str) -> Result<(), HeaderError> {
+        if !field::is_name(name.as_bytes()) {
+            return Err(HeaderError::Name(name.escape_debug().to_string()));
+        }
+        if !field::is_value(value.as_bytes()) {
+            return Err(HeaderError::Value { name: name.to_owned() });
         }
         let mut resp = self.resp.borrow_mut();
         if name.eq_ignore_ascii_case("content-type") {
@@ -433,6 +475,7 @@ impl Context {
             h.extend_from_slice(value.as_bytes());
             h.extend_from_slice(b"\r\n");
         }
+        Ok(())
     }
 
     /// Answers with a redirect to `location` (301, 302, 303, 307 or 308).
@@ -449,7 +492,7 @@ impl Context {
     /// Sets the status, drops any body written so far, and stops the chain.
     pub fn abort_with_status(&self, status: u16) {
         let mut resp = self.resp.borrow_mut();
-        resp.status = status;
+        resp.set_status(status);
         resp.body.clear();
         resp.content_type.clear();
         self.aborted.set(true);
@@ -464,15 +507,25 @@ impl Context {
 
     /// Starts a streamed response now: the head goes out at once, then each
     /// [`write_stream`](Context::write_stream) sends one piece. HTTP/1.1 clients get a
-    /// chunked body; HTTP/1.0 clients a body that ends when the connection closes.
+    /// chunked body; HTTP/1.0 clients a body that ends when the connection closes. A
+    /// status that forbids a body (204, 304) and a HEAD request get the head alone:
+    /// their pieces are dropped, so the next response on the connection stays framed.
     pub async fn start_stream(&mut self, status: u16, content_type: &str) -> io::Result<()> {
         let resp = self.resp.get_mut();
         if resp.streaming.is_some() {
             return Ok(());
         }
+        if !field::is_value(content_type.as_bytes()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "content type holds forbidden bytes"));
+        }
+        if !(200..=999).contains(&status) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a stream needs a final status (200-999)"));
+        }
         resp.status = status;
         resp.set_content_type(content_type.as_bytes());
-        let length = if self.head.minor_version == 1 {
+        let length = if forbids_body(status) {
+            BodyLength::Omitted
+        } else if self.head.minor_version == 1 {
             BodyLength::Chunked
         } else {
             resp.close = true;
@@ -485,7 +538,7 @@ impl Context {
             ConnectionHeader::Default
         };
         response::write_head(
-            &mut self.out,
+            &mut self.transport.out,
             &response::Head {
                 status,
                 content_type: &resp.content_type,
@@ -496,7 +549,7 @@ impl Context {
             },
         );
         resp.streaming = Some(length);
-        self.flush_out().await
+        self.flush_stream().await
     }
 
     /// Sends one piece of a streamed response (starting a 200 `application/octet-stream`
@@ -505,53 +558,51 @@ impl Context {
         if self.resp.get_mut().streaming.is_none() {
             self.start_stream(200, "application/octet-stream").await?;
         }
-        if self.head.method == Method::Head {
+        if self.head.method == Method::Head || data.is_empty() {
             return Ok(());
         }
         match self.resp.get_mut().streaming {
-            Some(BodyLength::Chunked) => response::write_chunk(&mut self.out, data),
-            _ => self.out.extend_from_slice(data),
+            Some(BodyLength::Chunked) => response::write_chunk(&mut self.transport.out, data),
+            Some(BodyLength::CloseDelimited) => self.transport.out.extend_from_slice(data),
+            // 204/304: no body may follow the head.
+            _ => return Ok(()),
         }
-        self.flush_out().await
+        self.flush_stream().await
     }
 
-    /// Writes the connection's pending output now.
-    pub(crate) async fn flush_out(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let Some(io) = self.io.as_mut() else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "no connection"));
-        };
-        let out = std::mem::take(&mut self.out);
-        self.shard.stats.add_bytes(0, out.len() as u64);
+    async fn flush_stream(&mut self) -> io::Result<()> {
         let timeout = std::time::Duration::from_millis(self.shard.limits.write_timeout_ms);
-        match monoio::time::timeout(timeout, io.write_all(out)).await {
-            Ok((Ok(_), mut out)) => {
-                out.clear();
-                self.out = out;
-                if self.unflushed > 0 {
-                    let stats = &self.shard.stats;
-                    stats.in_flight.set(stats.in_flight.get().saturating_sub(self.unflushed));
-                    self.unflushed = 0;
-                }
-                Ok(())
-            }
-            Ok((Err(e), _)) => Err(e),
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-        }
+        self.transport.flush(&self.shard.stats, timeout).await
     }
 
     // ----- background work -----
 
     /// Runs `task` in the background on this shard (Gin's `go func()`), bounded by
     /// `limits.max_background_tasks`: past it the task is dropped, counted, and
-    /// [`SpawnError::Full`] returned.
+    /// [`SpawnError::Full`] returned. A panic in the task ends that task alone (logged
+    /// and counted); the shard keeps serving.
     pub fn spawn<F>(&self, task: F) -> Result<(), SpawnError>
     where
         F: Future<Output = ()> + 'static,
     {
         self.shard.spawn_background(task)
+    }
+
+    // ----- for the engine -----
+
+    /// The current request's bytes (empty while the engine holds the buffer).
+    pub(crate) fn req(&self) -> &[u8] {
+        self.buf.get(self.base..).unwrap_or(&[])
+    }
+
+    /// The context's own buffers that an idle connection may hand back to the pool
+    /// (emptied first).
+    pub(crate) fn idle_buffers(&mut self) -> [&mut Vec<u8>; 3] {
+        self.chunked_body.clear();
+        self.scratch.clear();
+        let body = &mut self.resp.get_mut().body;
+        body.clear();
+        [&mut self.chunked_body, &mut self.scratch, body]
     }
 }
 

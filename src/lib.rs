@@ -37,8 +37,10 @@ mod metrics;
 pub mod middleware;
 mod router;
 mod server;
+mod shard_handle;
 mod sys;
 pub mod time;
+mod transport;
 
 /// The README's code blocks, compiled as doc tests so they stay true.
 #[doc = include_str!("../README.md")]
@@ -46,12 +48,12 @@ pub mod time;
 pub struct ReadmeDoctests;
 
 pub use app::{default_app, default_app_with_stack};
-pub use context::{BindError, Context, SpawnError};
+pub use context::{BindError, Context, HeaderError, SpawnError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};
 pub use middleware::{Middleware, Next};
 pub use router::{Group, RouteError, Router};
 pub use server::{
-    DrainReport, EXIT_ABANDONED, EXIT_FORCED, IoBackend, RunningServer, Server, ServerConfig, ServerError,
-    ShardStartError, ShutdownReport,
+    DrainReport, EXIT_ABANDONED, EXIT_FORCED, EXIT_SHARD_DIED, IoBackend, RESTARTS_PER_MINUTE, RunningServer,
+    Server, ServerConfig, ServerError, ShardDeathPolicy, ShardStartError, ShutdownReport,
 };

@@ -32,3 +32,30 @@ pub(crate) fn shutdown_socket(fd: RawFd, how: Direction) {
     // of ours; by the caller's invariant the descriptor is a live socket of this shard.
     let _ = unsafe { libc::shutdown(fd, how) };
 }
+
+/// Accepts and at once closes up to `max` connections queued on `listener`, without
+/// blocking; returns how many. Used when the process is out of descriptors and a spare
+/// one was just freed: the client gets a close now instead of waiting in the backlog.
+pub(crate) fn accept_and_close(listener: RawFd, max: usize) -> usize {
+    let mut closed = 0;
+    while closed < max {
+        let mut poll = libc::pollfd { fd: listener, events: libc::POLLIN, revents: 0 };
+        // SAFETY: `poll` points to one valid, initialised pollfd for the length of the
+        // call; a zero timeout makes it return at once.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        if ready <= 0 || poll.revents & libc::POLLIN == 0 {
+            break;
+        }
+        // SAFETY: accept4 with null address pointers writes no memory of ours; the
+        // listener is this shard's own socket, readable per the poll above, so the call
+        // does not block.
+        let fd = unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        if fd < 0 {
+            break;
+        }
+        // SAFETY: `fd` was just returned by accept4 and is owned by nobody else.
+        unsafe { libc::close(fd) };
+        closed += 1;
+    }
+    closed
+}

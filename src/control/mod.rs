@@ -81,6 +81,8 @@ pub(crate) enum ShardReport {
     Routes { shard: usize, routes: Vec<(String, String)> },
     /// The shard's counters now.
     Snapshot(Snapshot),
+    /// The shard's thread died (its next snapshot, if it is restarted, revives it).
+    Died { shard: usize },
 }
 
 /// A shard's end of the control channels.
@@ -169,6 +171,8 @@ pub(crate) struct State {
     pub(crate) rate: Vec<f64>,
     /// Shards reported stalled (logged once per stall).
     pub(crate) stalled: Vec<bool>,
+    /// Shards whose thread died and has not reported since.
+    pub(crate) dead: Vec<bool>,
     pub(crate) spec_shards: usize,
     pub(crate) backend: &'static str,
     pub(crate) stall_after: Duration,
@@ -184,8 +188,17 @@ impl State {
                     *slot = routes;
                 }
             }
+            ShardReport::Died { shard } => {
+                if let Some(dead) = self.dead.get_mut(shard) {
+                    *dead = true;
+                    tracing::error!(shard, "shard thread died; /healthz fails until it reports again");
+                }
+            }
             ShardReport::Snapshot(snap) => {
                 let shard = snap.shard;
+                if let Some(dead) = self.dead.get_mut(shard) {
+                    *dead = false;
+                }
                 let Some(slot) = self.latest.get_mut(shard) else { return };
                 if let Some(prev) = slot.take() {
                     let dt = snap.taken_ms.saturating_sub(prev.taken_ms) as f64 / 1000.0;
@@ -212,14 +225,15 @@ impl State {
             .collect()
     }
 
-    /// Shards whose last report is older than the stall threshold (or never came while
-    /// the server is ready).
+    /// Shards whose thread died, or whose last report is older than the stall threshold
+    /// (or never came while the server is ready).
     pub(crate) fn stalled_shards(&self) -> Vec<usize> {
         let ready = matches!(self.lifecycle.get(), Lifecycle::Ready | Lifecycle::Draining);
         self.heartbeat_ages()
             .iter()
             .enumerate()
-            .filter(|(_, age)| match age {
+            .filter(|(i, age)| match age {
+                _ if self.dead.get(*i).copied().unwrap_or(false) => true,
                 Some(age) => *age > self.stall_after,
                 None => ready && self.started.elapsed() > self.stall_after,
             })
@@ -255,6 +269,7 @@ fn run(spec: ControlSpec) {
         routes: vec![Vec::new(); shards],
         rate: vec![0.0; shards],
         stalled: vec![false; shards],
+        dead: vec![false; shards],
         spec_shards: shards,
         backend,
         stall_after,

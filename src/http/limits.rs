@@ -23,6 +23,9 @@ pub struct Limits {
     pub header_timeout_ms: u64,
     /// Longest wait for the next piece of a body; over it: 408 and close.
     pub body_timeout_ms: u64,
+    /// Time from the end of a request's head to the end of its body, however the body
+    /// trickles in; over it: 408 and close.
+    pub body_deadline_ms: u64,
     /// Longest wait for the first byte of the next request on a keep-alive connection.
     pub idle_timeout_ms: u64,
     /// Longest time one response write may take; over it: the connection is closed.
@@ -46,6 +49,7 @@ impl Default for Limits {
             require_length: true,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            body_deadline_ms: 60_000,
             idle_timeout_ms: 60_000,
             write_timeout_ms: 30_000,
             max_background_tasks: 4096,

@@ -7,6 +7,7 @@
 pub(crate) mod chunked;
 pub(crate) mod date;
 pub(crate) mod error;
+pub(crate) mod field;
 pub(crate) mod limits;
 pub(crate) mod method;
 pub(crate) mod request;

@@ -78,6 +78,10 @@ pub(crate) struct ShardStats {
     pub(crate) background_live: Cell<usize>,
     pub(crate) background_started: Cell<u64>,
     pub(crate) background_rejected: Cell<u64>,
+    pub(crate) background_panicked: Cell<u64>,
+    pub(crate) accept_errors: Cell<u64>,
+    pub(crate) arena_abandoned: Cell<u64>,
+    pub(crate) shard_restarts: Cell<u64>,
     pub(crate) latency_buckets: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
     pub(crate) latency_sum_us: Cell<u64>,
     /// Per route id, then the redirect, 404 and 405 answers; sized from the router.
@@ -131,6 +135,10 @@ impl ShardStats {
         snap.background_live = self.background_live.get() as u64;
         snap.background_started = self.background_started.get();
         snap.background_rejected = self.background_rejected.get();
+        snap.background_panicked = self.background_panicked.get();
+        snap.accept_errors = self.accept_errors.get();
+        snap.arena_abandoned = self.arena_abandoned.get();
+        snap.shard_restarts = self.shard_restarts.get();
         for (d, s) in snap.latency_buckets.iter_mut().zip(&self.latency_buckets) {
             *d = s.get();
         }
@@ -158,6 +166,10 @@ pub(crate) struct Snapshot {
     pub(crate) background_live: u64,
     pub(crate) background_started: u64,
     pub(crate) background_rejected: u64,
+    pub(crate) background_panicked: u64,
+    pub(crate) accept_errors: u64,
+    pub(crate) arena_abandoned: u64,
+    pub(crate) shard_restarts: u64,
     pub(crate) latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
     pub(crate) latency_sum_us: u64,
     /// Per route slot: responses by status class.

@@ -90,7 +90,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 10] = [
+    let per_shard: [PerShard; 14] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -112,6 +112,27 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "counter",
             "Background tasks refused at the per-shard limit.",
             |s| s.background_rejected,
+        ),
+        (
+            "ringo_background_tasks_panicked_total",
+            "counter",
+            "Background tasks that ended in a panic (caught; the shard kept serving).",
+            |s| s.background_panicked,
+        ),
+        ("ringo_accept_errors_total", "counter", "Failed accepts (EMFILE, ENFILE, ENOBUFS...).", |s| {
+            s.accept_errors
+        }),
+        (
+            "ringo_arena_abandoned_total",
+            "counter",
+            "Request arenas leaked because a chain future was forgotten, not dropped.",
+            |s| s.arena_abandoned,
+        ),
+        (
+            "ringo_shard_restarts_total",
+            "counter",
+            "Times this shard died and was restarted (server.on_shard_death = restart).",
+            |s| s.shard_restarts,
         ),
     ];
     for (name, kind, help, get) in per_shard {

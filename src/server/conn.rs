@@ -15,12 +15,11 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
-use super::shard::{ConnState, ShardLocal, shrink_idle};
-use crate::arena::FutureArena;
+use super::connection::{Connection, ReadError};
+use super::shard::{ConnState, ShardLocal};
+use crate::arena::{FutureArena, Reset};
 use crate::context::{BodyRef, Context};
 use crate::http::HttpError;
 use crate::http::chunked::{ChunkedDecoder, Progress};
@@ -48,18 +47,28 @@ impl From<io::Error> for End {
     }
 }
 
-/// Serves one accepted connection to its end.
+impl From<ReadError> for End {
+    fn from(e: ReadError) -> End {
+        match e {
+            ReadError::TimedOut => End::Answer(HttpError::Timeout),
+            ReadError::Io(e) => End::Io(e),
+        }
+    }
+}
+
+/// Serves one accepted connection to its end. The accept loop already counted it in
+/// `open_connections`; this gives the count back when the connection ends.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLocal>, router: Rc<Router>) {
-    let stats = Rc::clone(&shard.stats);
-    stats.open_connections.set(stats.open_connections.get() + 1);
+    let stats = Rc::clone(&shard.handle.stats);
     let mut state = shard.take_conn();
-    state.ctx.conn_slot = shard.conns.borrow_mut().add(std::os::fd::AsRawFd::as_raw_fd(&stream));
-    state.ctx.io = Some(stream);
-    state.ctx.peer = Some(peer);
-    let ConnState { ctx, arena } = &mut *state;
+    let ConnState { conn, ctx, arena } = &mut *state;
+    conn.slot = shard.conns.borrow_mut().add(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    conn.transport.io = Some(stream);
+    conn.peer = Some(peer);
+    ctx.peer = Some(peer);
     let outcome = {
         // A bug in the engine must cost one connection, never the shard.
-        let mut requests = pin!(serve_requests(ctx, arena, &router));
+        let mut requests = pin!(serve_requests(&shard, conn, ctx, arena, &router));
         std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| requests.as_mut().poll(cx))) {
             Ok(Poll::Ready(r)) => Poll::Ready(Some(r)),
             Ok(Poll::Pending) => Poll::Pending,
@@ -67,10 +76,12 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         })
         .await
     };
+    conn.reclaim(ctx);
     let Some(outcome) = outcome else {
-        tracing::error!(shard = shard.id, %peer, "connection engine panicked; connection dropped");
-        settle_unsent(&mut state.ctx);
-        shard.conns.borrow_mut().remove(state.ctx.conn_slot);
+        tracing::error!(shard = shard.id(), %peer, "connection engine panicked; connection dropped");
+        // Out of the registry before the socket closes (its invariant).
+        shard.conns.borrow_mut().remove(conn.slot);
+        conn.finish();
         stats.open_connections.set(stats.open_connections.get() - 1);
         stats.closed.set(stats.closed.get() + 1);
         // The context may be inconsistent: drop it rather than pool it.
@@ -81,94 +92,77 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         Ok(()) | Err(End::Quiet) => {}
         Err(End::Answer(err)) => {
             stats.protocol_error(err);
-            tracing::debug!(shard = shard.id, %peer, kind = err.kind(), status = err.status(), "refused request");
-            let date = shard.date.get();
-            response::write_error(&mut ctx.out, err, &date);
-            if ctx.flush_out().await.is_ok() {
-                linger(ctx).await;
+            tracing::debug!(shard = shard.id(), %peer, kind = err.kind(), status = err.status(), "refused request");
+            let date = shard.handle.date.get();
+            response::write_error(&mut conn.transport.out, err, &date);
+            conn.transport.response_queued();
+            if conn.flush().await.is_ok() {
+                conn.linger().await;
             }
         }
-        Err(End::Io(e)) => tracing::debug!(shard = shard.id, %peer, error = %e, "connection error"),
+        Err(End::Io(e)) => tracing::debug!(shard = shard.id(), %peer, error = %e, "connection error"),
     }
-    settle_unsent(&mut state.ctx);
-    shard.conns.borrow_mut().remove(state.ctx.conn_slot);
+    shard.conns.borrow_mut().remove(conn.slot);
     stats.open_connections.set(stats.open_connections.get() - 1);
     stats.closed.set(stats.closed.get() + 1);
     shard.give_conn(state);
 }
 
-/// Lingering close, after the server decided to close: send end of file, then read and
-/// discard what the client still sends (bounded in time and bytes) before closing. A
-/// plain close with unread input makes the kernel send RST, and an RST can destroy the
-/// last response before the client has read it.
-async fn linger(ctx: &mut Context) {
-    const LINGER: Duration = Duration::from_millis(1000);
-    const LINGER_BYTES: usize = 1 << 20;
-    let Some(io) = ctx.io.as_ref() else { return };
-    crate::sys::shutdown_socket(std::os::fd::AsRawFd::as_raw_fd(io), crate::sys::Direction::Write);
-    let until = Instant::now() + LINGER;
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        let Some(left) = until.checked_duration_since(Instant::now()) else { return };
-        ctx.buf.clear();
-        match read_more(ctx, left).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
-        }
-    }
-}
-
-/// Responses that never reached the socket leave the in-flight count with the connection.
-fn settle_unsent(ctx: &mut Context) {
-    if ctx.unflushed > 0 {
-        let stats = &ctx.shard.stats;
-        stats.in_flight.set(stats.in_flight.get().saturating_sub(ctx.unflushed));
-        tracing::debug!(
-            shard = ctx.shard.id,
-            responses = ctx.unflushed,
-            "responses not sent: connection ended"
-        );
-        ctx.unflushed = 0;
-    }
-}
-
 /// The request loop. Returns when the connection should close.
-async fn serve_requests(ctx: &mut Context, arena: &mut FutureArena, router: &Router) -> Result<(), End> {
+async fn serve_requests(
+    shard: &ShardLocal,
+    conn: &mut Connection,
+    ctx: &mut Context,
+    arena: &mut FutureArena,
+    router: &Router,
+) -> Result<(), End> {
     let mut scratch = Vec::new();
     let mut drain_head = None;
+    let stats = Rc::clone(&shard.handle.stats);
     loop {
-        let consumed = next_request(ctx).await?;
-        let shard = Rc::clone(&ctx.shard);
-        let stats = &shard.stats;
-        // In flight from parsed to sent: `flush_out` settles it, so a draining shard
-        // never exits with a response still in a write buffer.
-        stats.in_flight.set(stats.in_flight.get() + 1);
+        let consumed = next_request(shard, conn, ctx).await?;
+        // In flight from parsed to written: the transport settles it, so a draining
+        // shard never exits with a response still in a write buffer.
+        conn.transport.begin_request(&stats);
         let started = Instant::now();
 
+        conn.lend(ctx);
         let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;
-        ctx.unflushed += 1;
-        let more_buffered = shard.draining.get() && complete_head_follows(ctx, consumed, &mut drain_head);
+        conn.reclaim(ctx);
+        let more_buffered = shard.draining.get() && complete_head_follows(shard, conn, consumed, &mut drain_head);
         let keep_alive = match outcome {
-            Answered::Normal => finish_response(ctx, more_buffered),
+            Answered::Normal => finish_response(shard, conn, ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
             Answered::Panicked => {
                 let resp = ctx.resp.get_mut();
                 if resp.streaming.is_none() {
                     // The head is not out yet: answer 500. Mid-stream, only closing is left.
                     resp.reset_for_error(500);
-                    finish_response(ctx, false);
+                    finish_response(shard, conn, ctx, false);
                 }
                 false
             }
         };
+        conn.transport.response_queued();
         stats.record(slot, ctx.resp.get_mut().status, started.elapsed());
-        ctx.buf.drain(..consumed);
+        conn.input.consume(consumed);
         ctx.reset_request();
-        arena.reset();
+        if arena.reset() == Reset::Abandoned {
+            stats.arena_abandoned.set(stats.arena_abandoned.get() + 1);
+            tracing::warn!(
+                shard = shard.id(),
+                "a middleware forgot a chain future; its arena memory is abandoned, not reused"
+            );
+        }
         if !keep_alive {
-            ctx.flush_out().await?;
-            linger(ctx).await;
+            conn.flush().await?;
+            conn.linger().await;
             return Ok(());
+        }
+        if conn.must_flush() {
+            // Backpressure: nothing more is parsed until a client that does not read
+            // has taken what is already answered.
+            conn.flush().await?;
         }
     }
 }
@@ -191,7 +185,8 @@ async fn answer(
 ) -> (Answered, usize) {
     let path = ctx.head.path;
     let base = path.start;
-    let decision = router.dispatch(ctx.head.method, path.get(&ctx.buf), &mut ctx.raw_params, scratch);
+    let req = ctx.buf.get(ctx.base..).unwrap_or(&[]);
+    let decision = router.dispatch(ctx.head.method, path.get(req), &mut ctx.raw_params, scratch);
     for p in ctx.raw_params.iter_mut() {
         p.0 += base;
         p.1 += base;
@@ -259,26 +254,33 @@ fn panicked(ctx: &Context) -> Answered {
 }
 
 fn redirect(ctx: &mut Context, status: u16, target_path: &[u8]) {
-    let query = ctx.head.query;
+    let req = ctx.buf.get(ctx.base..).unwrap_or(&[]);
+    let query = ctx.head.query.map(|q| q.get(req));
     let resp = ctx.resp.get_mut();
     resp.status = status;
     resp.headers.extend_from_slice(b"Location: ");
     resp.headers.extend_from_slice(target_path);
     if let Some(q) = query {
         resp.headers.push(b'?');
-        resp.headers.extend_from_slice(q.get(&ctx.buf));
+        resp.headers.extend_from_slice(q);
     }
     resp.headers.extend_from_slice(b"\r\n");
 }
 
 /// While draining: whether another complete request head is already buffered after the
 /// current one (it is answered before the connection closes).
-fn complete_head_follows(ctx: &Context, consumed: usize, head: &mut Option<RequestHead>) -> bool {
-    let rest = &ctx.buf[consumed.min(ctx.buf.len())..];
+fn complete_head_follows(
+    shard: &ShardLocal,
+    conn: &Connection,
+    consumed: usize,
+    head: &mut Option<RequestHead>,
+) -> bool {
+    let pending = conn.input.pending();
+    let rest = &pending[consumed.min(pending.len())..];
     if rest.is_empty() {
         return false;
     }
-    let limits = &ctx.shard.limits;
+    let limits = shard.limits();
     let head = head.get_or_insert_with(|| RequestHead::new(limits.header_count()));
     matches!(parse_head(rest, limits, head), Ok(Parse::Complete(_)))
 }
@@ -286,19 +288,21 @@ fn complete_head_follows(ctx: &Context, consumed: usize, head: &mut Option<Reque
 /// Encodes the response into the write buffer. Returns whether to keep the connection:
 /// while the shard drains, only when `more_buffered` (pipelined requests already here
 /// are answered; the last response says `Connection: close`).
-fn finish_response(ctx: &mut Context, more_buffered: bool) -> bool {
-    let draining = ctx.shard.draining.get() && !more_buffered;
+fn finish_response(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context, more_buffered: bool) -> bool {
+    let draining = shard.draining.get() && !more_buffered;
     let head_request = ctx.head.method == Method::Head;
     let minor = ctx.head.minor_version;
     let request_keep_alive = ctx.head.keep_alive;
-    let date = ctx.shard.date.get();
+    let date = shard.handle.date.get();
+    let out = &mut conn.transport.out;
     let resp = ctx.resp.get_mut();
     if let Some(length) = resp.streaming {
         // The head is already out; end the body.
         if length == BodyLength::Chunked && !head_request {
-            ctx.out.extend_from_slice(response::LAST_CHUNK);
+            out.extend_from_slice(response::LAST_CHUNK);
         }
-        return request_keep_alive && !resp.close && !draining && length == BodyLength::Chunked;
+        let framed = matches!(length, BodyLength::Chunked | BodyLength::Omitted);
+        return request_keep_alive && !resp.close && !draining && framed;
     }
     let keep_alive = request_keep_alive && !resp.close && !draining;
     let connection = match (keep_alive, minor) {
@@ -309,7 +313,7 @@ fn finish_response(ctx: &mut Context, more_buffered: bool) -> bool {
     let no_body = forbids_body(resp.status);
     let length = if no_body { BodyLength::Omitted } else { BodyLength::Fixed(resp.body.len()) };
     response::write_head(
-        &mut ctx.out,
+        out,
         &Head {
             status: resp.status,
             content_type: &resp.content_type,
@@ -320,30 +324,34 @@ fn finish_response(ctx: &mut Context, more_buffered: bool) -> bool {
         },
     );
     if !no_body && !head_request {
-        ctx.out.extend_from_slice(&resp.body);
+        out.extend_from_slice(&resp.body);
     }
     keep_alive
 }
 
-/// Makes sure one complete request (head and body) starts the read buffer; reads as
+/// Makes sure one complete request (head and body) starts the pending bytes; reads as
 /// needed (sending pending responses first). Returns the bytes the request occupies.
-async fn next_request(ctx: &mut Context) -> Result<usize, End> {
-    let limits_header_ms = ctx.shard.limits.header_timeout_ms;
-    let idle = Duration::from_millis(ctx.shard.limits.idle_timeout_ms);
-    let mut head_deadline =
-        (!ctx.buf.is_empty()).then(|| Instant::now() + Duration::from_millis(limits_header_ms));
+///
+/// Deadlines: the head must be complete within `header_timeout_ms` of its first byte,
+/// and the body within `body_deadline_ms` of the head, each read of it within
+/// `body_timeout_ms`; past any of them the answer is 408.
+async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context) -> Result<usize, End> {
+    let limits = shard.limits();
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let mut head_deadline = (!conn.input.pending().is_empty()).then(|| Instant::now() + header_timeout);
     let head_len = loop {
-        if !ctx.buf.is_empty() {
-            match parse_head(&ctx.buf, &ctx.shard.limits, &mut ctx.head) {
+        if !conn.input.pending().is_empty() {
+            match parse_head(conn.input.pending(), limits, &mut ctx.head) {
                 Ok(Parse::Complete(n)) => break n,
                 Ok(Parse::Partial) => {}
                 Err(e) => return Err(End::Answer(e)),
             }
         }
-        ctx.flush_out().await?;
+        conn.flush().await?;
         let wait = match head_deadline {
             None => {
-                shrink_idle(ctx);
+                conn.shrink_idle(ctx);
                 idle
             }
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -353,59 +361,56 @@ async fn next_request(ctx: &mut Context) -> Result<usize, End> {
         };
         let idle = head_deadline.is_none();
         if idle {
-            if ctx.shard.draining.get() {
+            if shard.draining.get() {
                 return Err(End::Quiet);
             }
-            ctx.shard.conns.borrow_mut().set_idle(ctx.conn_slot, true);
+            shard.conns.borrow_mut().set_idle(conn.slot, true);
         }
-        let read = read_more(ctx, wait).await;
+        let read = conn.read_more(wait, 0).await;
         if idle {
-            ctx.shard.conns.borrow_mut().set_idle(ctx.conn_slot, false);
+            shard.conns.borrow_mut().set_idle(conn.slot, false);
         }
         match read {
             Ok(0) => return Err(End::Quiet),
             Ok(_) => {}
-            Err(ReadError::TimedOut) if head_deadline.is_none() => return Err(End::Quiet),
-            Err(ReadError::TimedOut) => return Err(End::Answer(HttpError::Timeout)),
-            Err(ReadError::Io(e)) => return Err(End::Io(e)),
+            Err(ReadError::TimedOut) if idle => return Err(End::Quiet),
+            Err(e) => return Err(e.into()),
         }
         if head_deadline.is_none() {
-            head_deadline = Some(Instant::now() + Duration::from_millis(limits_header_ms));
+            head_deadline = Some(Instant::now() + header_timeout);
         }
     };
+    let body_deadline = Instant::now() + Duration::from_millis(limits.body_deadline_ms);
     match ctx.head.framing {
         BodyFraming::None => {
             ctx.body = BodyRef::Empty;
             Ok(head_len)
         }
         BodyFraming::Length(n) => {
-            let total = head_len + n as usize;
-            if ctx.buf.len() < total {
-                if ctx.head.expect_continue && ctx.buf.len() == head_len {
-                    ctx.out.extend_from_slice(response::CONTINUE);
+            // The parser refused lengths over `max_body_bytes`, so this fits.
+            let total = head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+            if conn.input.pending().len() < total {
+                if ctx.head.expect_continue && conn.input.pending().len() == head_len {
+                    conn.transport.out.extend_from_slice(response::CONTINUE);
                 }
-                let shard = Rc::clone(&ctx.shard);
-                shard.buffers.grow(&mut ctx.buf, total + 1024);
-                while ctx.buf.len() < total {
-                    read_body_piece(ctx).await?;
+                while conn.input.pending().len() < total {
+                    read_body_piece(shard, conn, body_deadline, total).await?;
                 }
             }
             ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
             Ok(total)
         }
         BodyFraming::Chunked => {
-            if ctx.head.expect_continue && ctx.buf.len() == head_len {
-                ctx.out.extend_from_slice(response::CONTINUE);
+            if ctx.head.expect_continue && conn.input.pending().len() == head_len {
+                conn.transport.out.extend_from_slice(response::CONTINUE);
             }
-            let max_body = ctx.shard.limits.max_body_bytes;
-            let max_trailer = ctx.shard.limits.max_header_bytes;
+            let max_body = limits.max_body_bytes;
+            let max_trailer = limits.max_header_bytes;
             let mut decoder = ChunkedDecoder::new();
             ctx.chunked_body.clear();
             loop {
-                match decoder
-                    .decode(&ctx.buf[head_len..], &mut ctx.chunked_body, max_body, max_trailer)
-                    .map_err(End::Answer)?
-                {
+                let raw = conn.input.pending().get(head_len..).unwrap_or(&[]);
+                match decoder.decode(raw, &mut ctx.chunked_body, max_body, max_trailer).map_err(End::Answer)? {
                     Progress::Done(n) => {
                         ctx.body = BodyRef::Decoded;
                         return Ok(head_len + n);
@@ -413,8 +418,8 @@ async fn next_request(ctx: &mut Context) -> Result<usize, End> {
                     Progress::NeedMore => {
                         // Everything after the head is decoded: drop the raw bytes so the
                         // buffer stays bounded however the body is chunked.
-                        ctx.buf.truncate(head_len);
-                        read_body_piece(ctx).await?;
+                        conn.input.truncate_pending(head_len);
+                        read_body_piece(shard, conn, body_deadline, 0).await?;
                     }
                 }
             }
@@ -422,45 +427,17 @@ async fn next_request(ctx: &mut Context) -> Result<usize, End> {
     }
 }
 
-async fn read_body_piece(ctx: &mut Context) -> Result<(), End> {
-    ctx.flush_out().await?;
-    let wait = Duration::from_millis(ctx.shard.limits.body_timeout_ms);
-    match read_more(ctx, wait).await {
+/// Reads one more piece of a body, within the per-read timeout and the body deadline.
+async fn read_body_piece(shard: &ShardLocal, conn: &mut Connection, deadline: Instant, want: usize) -> Result<(), End> {
+    conn.flush().await?;
+    let per_read = Duration::from_millis(shard.limits().body_timeout_ms);
+    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+        return Err(End::Answer(HttpError::Timeout));
+    };
+    match conn.read_more(per_read.min(left), want).await {
         // The peer closed mid-body: nothing sensible to answer.
         Ok(0) => Err(End::Quiet),
         Ok(_) => Ok(()),
-        Err(ReadError::TimedOut) => Err(End::Answer(HttpError::Timeout)),
-        Err(ReadError::Io(e)) => Err(End::Io(e)),
-    }
-}
-
-enum ReadError {
-    TimedOut,
-    Io(io::Error),
-}
-
-/// Reads once into the spare capacity of the read buffer (growing it when full).
-async fn read_more(ctx: &mut Context, wait: Duration) -> Result<usize, ReadError> {
-    if ctx.buf.capacity() - ctx.buf.len() < 1024 {
-        let shard = Rc::clone(&ctx.shard);
-        let want = ctx.buf.len() + super::shard::BUF_SMALL;
-        shard.buffers.grow(&mut ctx.buf, want);
-    }
-    let Some(io) = ctx.io.as_mut() else {
-        return Err(ReadError::Io(io::Error::new(io::ErrorKind::NotConnected, "no socket")));
-    };
-    let buf = std::mem::take(&mut ctx.buf);
-    // monoio reads into a `Vec` from its start; a slice of the spare capacity appends.
-    let (len, cap) = (buf.len(), buf.capacity());
-    match monoio::time::timeout(wait, io.read(buf.slice_mut(len..cap))).await {
-        Ok((result, slice)) => {
-            ctx.buf = slice.into_inner();
-            if let Ok(n) = result {
-                ctx.shard.stats.add_bytes(n as u64, 0);
-            }
-            result.map_err(ReadError::Io)
-        }
-        // The buffer went down with the cancelled read; the connection closes anyway.
-        Err(_) => Err(ReadError::TimedOut),
+        Err(e) => Err(e.into()),
     }
 }

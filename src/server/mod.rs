@@ -13,14 +13,16 @@
 //! .unwrap();
 //! ```
 
+mod accept;
 pub(crate) mod backend;
 pub(crate) mod buffers;
 pub(crate) mod conn;
+pub(crate) mod connection;
 pub(crate) mod listener;
 pub(crate) mod shard;
 
 pub use backend::IoBackend;
-pub use shard::{DrainReport, ShardStartError};
+pub use shard::{DrainReport, RESTARTS_PER_MINUTE, ShardDeathPolicy, ShardStartError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub stall_threshold: Duration,
     /// Core for the control thread; `None`: the first allowed core no shard uses, if any.
     pub control_core: Option<usize>,
+    /// What happens when a shard thread dies.
+    pub on_shard_death: ShardDeathPolicy,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::ZERO,
             stall_threshold: Duration::from_secs(2),
             control_core: None,
+            on_shard_death: ShardDeathPolicy::Exit,
         }
     }
 }
@@ -221,7 +226,6 @@ where
             let spec = shard::ShardSpec {
                 id,
                 core: cfg.pin.then_some(*core),
-                listener,
                 factory: Arc::clone(&self.factory),
                 backend,
                 limits: cfg.limits.clone(),
@@ -229,10 +233,14 @@ where
                 ready: ready_tx.clone(),
                 drain_timeout: cfg.drain_timeout,
                 link: control.as_ref().map(|_| links[id].clone()),
+                on_death: cfg.on_shard_death,
+                listen: addr,
+                backlog: cfg.backlog,
+                restarts: Vec::new(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ringo-shard-{id}"))
-                .spawn(move || shard::run(spec))
+                .spawn(move || shard::run(spec, listener))
                 .map_err(ServerError::Thread)?;
             threads.push(handle);
         }
@@ -316,6 +324,8 @@ where
 pub const EXIT_FORCED: i32 = 4;
 /// Exit status when the drain timed out with work left.
 pub const EXIT_ABANDONED: i32 = 3;
+/// Exit status when a shard thread died and the policy is `exit` (EX_SOFTWARE).
+pub const EXIT_SHARD_DIED: i32 = 70;
 
 /// Picks the core of each shard: `cores` (or the affinity mask), cut or cycled to
 /// `shards` entries.
@@ -396,6 +406,7 @@ impl RunningServer {
                     report.answered += r.answered;
                     report.abandoned_requests += r.abandoned_requests;
                     report.abandoned_tasks += r.abandoned_tasks;
+                    report.panicked_shards += usize::from(r.died);
                 }
                 Err(_) => report.panicked_shards += 1,
             }

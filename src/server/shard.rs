@@ -6,7 +6,6 @@
 //! values are the start-up report and the stop flag, read off the request path.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,25 +14,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpListener;
 
+use super::accept::{AcceptGuard, Shed};
 use super::backend::{self, IoBackend};
 use super::buffers::BufferPool;
 use super::conn;
+use super::connection::Connection;
 use crate::arena::FutureArena;
-use crate::context::{Context, SpawnError};
+use crate::context::Context;
 use crate::control::{SNAPSHOT_EVERY, ShardLink, ShardReport};
 use crate::http::Limits;
-use crate::http::date::DateCache;
-use crate::metrics::ShardStats;
 use crate::router::{RouteError, Router};
+use crate::shard_handle::ShardHandle;
 
 /// What a connection needs between requests, pooled per shard.
 pub(crate) struct ConnState {
+    pub(crate) conn: Connection,
     pub(crate) ctx: Context,
     pub(crate) arena: FutureArena,
 }
 
-/// Default capacity of a connection's read and write buffers (the smallest class).
-pub(crate) const BUF_SMALL: usize = super::buffers::CLASSES[0];
 /// Most connection states kept for reuse per shard.
 const POOL_MAX: usize = 1024;
 
@@ -92,14 +91,14 @@ impl ConnRegistry {
     }
 }
 
-/// Per-shard state shared by the shard's connections (`Rc`, never `Send`).
+/// The engine's per-shard state: the request-facing [`ShardHandle`], plus the
+/// connection registry, pools and drain flag that only the engine touches (`Rc`, never
+/// `Send`). Nothing a connection or context keeps points back here, so dropping the
+/// shard frees everything without a cycle to break.
 pub(crate) struct ShardLocal {
-    pub(crate) id: usize,
-    pub(crate) limits: Limits,
-    pub(crate) date: DateCache,
+    pub(crate) handle: Rc<ShardHandle>,
     pub(crate) draining: Cell<bool>,
-    pub(crate) stats: Rc<ShardStats>,
-    pub(crate) buffers: BufferPool,
+    pub(crate) buffers: Rc<BufferPool>,
     pub(crate) conns: RefCell<ConnRegistry>,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
@@ -109,88 +108,52 @@ pub(crate) struct ShardLocal {
 impl ShardLocal {
     pub(crate) fn new(id: usize, limits: Limits, routes: usize) -> Rc<ShardLocal> {
         Rc::new(ShardLocal {
-            id,
-            limits,
-            date: DateCache::new(),
+            handle: ShardHandle::new(id, limits, routes),
             draining: Cell::new(false),
-            stats: Rc::new(ShardStats::with_routes(routes)),
-            buffers: BufferPool::default(),
+            buffers: Rc::new(BufferPool::default()),
             conns: RefCell::new(ConnRegistry::default()),
             pool: RefCell::new(Vec::new()),
         })
     }
 
+    pub(crate) fn id(&self) -> usize {
+        self.handle.id
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.handle.limits
+    }
+
     /// A connection state from the pool, or a new one.
-    pub(crate) fn take_conn(self: &Rc<Self>) -> Box<ConnState> {
+    pub(crate) fn take_conn(&self) -> Box<ConnState> {
         if let Some(state) = self.pool.borrow_mut().pop() {
             return state;
         }
         Box::new(ConnState {
-            ctx: Context::new(Rc::clone(self), self.buffers.take(BUF_SMALL), self.buffers.take(BUF_SMALL)),
+            conn: Connection::new(Rc::clone(&self.handle), Rc::clone(&self.buffers)),
+            ctx: Context::new(Rc::clone(&self.handle)),
             arena: FutureArena::new(),
         })
     }
 
     /// Returns a finished connection's state to the pool (its socket already dropped).
     pub(crate) fn give_conn(&self, mut state: Box<ConnState>) {
-        state.ctx.io = None;
-        state.ctx.peer = None;
-        state.ctx.reset_request();
-        state.ctx.buf.clear();
-        state.ctx.out.clear();
-        shrink_idle(&mut state.ctx);
+        let ConnState { conn, ctx, .. } = &mut *state;
+        conn.finish();
+        ctx.peer = None;
+        ctx.reset_request();
+        conn.shrink_idle(ctx);
         let mut pool = self.pool.borrow_mut();
         if pool.len() < POOL_MAX {
             pool.push(state);
         }
     }
-
-    /// Starts a bounded background task on this shard.
-    pub(crate) fn spawn_background<F>(&self, task: F) -> Result<(), SpawnError>
-    where
-        F: Future<Output = ()> + 'static,
-    {
-        let stats = &self.stats;
-        if stats.background_live.get() >= self.limits.max_background_tasks {
-            stats.background_rejected.set(stats.background_rejected.get() + 1);
-            return Err(SpawnError::Full);
-        }
-        stats.background_live.set(stats.background_live.get() + 1);
-        stats.background_started.set(stats.background_started.get() + 1);
-        let stats = Rc::clone(stats);
-        monoio::spawn(async move {
-            struct Done(Rc<ShardStats>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    self.0.background_live.set(self.0.background_live.get() - 1);
-                }
-            }
-            let _done = Done(stats);
-            task.await;
-        });
-        Ok(())
-    }
 }
 
-/// Hands a connection's grown buffers back to the pool once it is idle.
-pub(crate) fn shrink_idle(ctx: &mut Context) {
-    let shard = Rc::clone(&ctx.shard);
-    let pool = &shard.buffers;
-    pool.shrink(&mut ctx.buf);
-    pool.shrink(&mut ctx.out);
-    pool.shrink(&mut ctx.chunked_body);
-    ctx.scratch.clear();
-    pool.shrink(&mut ctx.scratch);
-    let body = &mut ctx.resp.get_mut().body;
-    body.clear();
-    pool.shrink(body);
-}
-
-/// Everything a shard thread needs to start.
+/// Everything a shard thread needs to start (and to start again after a death).
 pub(crate) struct ShardSpec<F> {
     pub(crate) id: usize,
     pub(crate) core: Option<usize>,
-    pub(crate) listener: StdListener,
     pub(crate) factory: Arc<F>,
     pub(crate) backend: IoBackend,
     pub(crate) limits: Limits,
@@ -199,7 +162,31 @@ pub(crate) struct ShardSpec<F> {
     pub(crate) drain_timeout: Duration,
     /// The channels to the control thread, when one runs.
     pub(crate) link: Option<ShardLink>,
+    /// What happens when the shard thread dies.
+    pub(crate) on_death: ShardDeathPolicy,
+    /// Where a restarted shard binds its fresh listener.
+    pub(crate) listen: std::net::SocketAddr,
+    pub(crate) backlog: u32,
+    /// When this shard was restarted before (for the restart budget).
+    pub(crate) restarts: Vec<Instant>,
 }
+
+/// What the server does when a shard thread dies (a panic that escaped every
+/// containment: a task spawned on the runtime directly, a bug in the engine's own loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardDeathPolicy {
+    /// Log it and exit the process with [`EXIT_SHARD_DIED`](crate::EXIT_SHARD_DIED), so a
+    /// supervisor (systemd, Kubernetes) restarts the whole server.
+    #[default]
+    Exit,
+    /// Start the shard again on a fresh thread with a fresh listener (at most
+    /// [`RESTARTS_PER_MINUTE`] times a minute; past that, exit as above).
+    Restart,
+}
+
+/// Restarts allowed per shard within one minute before a restart policy gives up.
+pub const RESTARTS_PER_MINUTE: usize = 5;
 
 /// Why a shard failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +214,8 @@ pub enum ShardStartError {
 /// How a shard's drain ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainReport {
+    /// The shard thread died (a panic no containment caught) and was not replaced.
+    pub died: bool,
     /// Requests this shard answered over its life.
     pub answered: u64,
     /// Requests still in flight when `drain_timeout` ran out.
@@ -235,8 +224,8 @@ pub struct DrainReport {
     pub abandoned_tasks: usize,
 }
 
-/// The body of a shard thread.
-pub(crate) fn run<F>(spec: ShardSpec<F>) -> DrainReport
+/// The body of a shard thread: serves until stopped, and handles the shard's death.
+pub(crate) fn run<F>(spec: ShardSpec<F>, listener: StdListener) -> DrainReport
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
@@ -246,18 +235,74 @@ where
             tracing::warn!(shard = id, core, "could not pin shard to core");
         }
     }
-    let ready = spec.ready.clone();
-    let backend = spec.backend;
-    match backend::block_on(backend, serve(spec)) {
-        Ok(report) => report,
-        Err(source) => {
-            let _ = ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        backend::block_on(spec.backend, serve(&spec, listener))
+    }));
+    match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(source)) => {
+            let _ = spec.ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
             DrainReport::default()
+        }
+        Err(panic) => died(spec, panic_message(&*panic)),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("")
+}
+
+/// A shard thread died: never silently. Tell the control thread (`/healthz` fails at
+/// once), log, and exit or restart by policy.
+fn died<F>(mut spec: ShardSpec<F>, why: &str) -> DrainReport
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let id = spec.id;
+    if let Some(link) = &spec.link {
+        let _ = link.reports.send(ShardReport::Died { shard: id });
+    }
+    if spec.stop.load(Ordering::Relaxed) {
+        tracing::error!(shard = id, panic = why, "shard thread died while stopping");
+        return DrainReport { died: true, ..DrainReport::default() };
+    }
+    let now = Instant::now();
+    spec.restarts.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+    let restart = spec.on_death == ShardDeathPolicy::Restart && spec.restarts.len() < RESTARTS_PER_MINUTE;
+    if !restart {
+        tracing::error!(
+            shard = id,
+            panic = why,
+            policy = ?spec.on_death,
+            exit_status = crate::EXIT_SHARD_DIED,
+            "shard thread died; exiting so the supervisor restarts the server"
+        );
+        std::process::exit(crate::EXIT_SHARD_DIED);
+    }
+    spec.restarts.push(now);
+    tracing::error!(shard = id, panic = why, restarts = spec.restarts.len(), "shard thread died; restarting it");
+    let listener = match super::listener::bind_reuseport(spec.listen, 1, spec.backlog)
+        .map(|mut l| l.pop())
+    {
+        Ok(Some(l)) => l,
+        Ok(None) | Err(_) => {
+            tracing::error!(shard = id, addr = %spec.listen, "cannot bind a listener for the restarted shard; exiting");
+            std::process::exit(crate::EXIT_SHARD_DIED);
+        }
+    };
+    let replacement = std::thread::Builder::new().name(format!("ringo-shard-{id}")).spawn(move || run(spec, listener));
+    match replacement {
+        // This thread stays parked in `join`, so the server's handle still joins the
+        // shard's whole line of replacements at shutdown.
+        Ok(thread) => thread.join().unwrap_or(DrainReport { died: true, ..DrainReport::default() }),
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "cannot spawn the restarted shard; exiting");
+            std::process::exit(crate::EXIT_SHARD_DIED);
         }
     }
 }
 
-async fn serve<F>(spec: ShardSpec<F>) -> DrainReport
+async fn serve<F>(spec: &ShardSpec<F>, listener: StdListener) -> DrainReport
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
@@ -271,7 +316,7 @@ where
     };
     router.finish();
     let router = Rc::new(router);
-    let listener = match TcpListener::from_std(spec.listener) {
+    let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(source) => {
             let _ = spec.ready.send(Err(ShardStartError::Io {
@@ -282,11 +327,13 @@ where
             return DrainReport::default();
         }
     };
-    let shard = ShardLocal::new(id, spec.limits, router.len());
-    spawn_date_ticker(&shard);
+    let shard = ShardLocal::new(id, spec.limits.clone(), router.len());
+    let stats = Rc::clone(&shard.handle.stats);
+    stats.shard_restarts.set(spec.restarts.len() as u64);
+    spawn_date_ticker(&shard.handle);
     if let Some(link) = spec.link.clone() {
         let _ = link.reports.send(ShardReport::Routes { shard: id, routes: router.slot_names() });
-        spawn_snapshot_ticker(&shard, link);
+        spawn_snapshot_ticker(&shard.handle, link);
     }
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
@@ -299,7 +346,6 @@ where
     // keep-alive connections close with the runtime. All within `drain_timeout`.
     shard.draining.set(true);
     let deadline = Instant::now() + spec.drain_timeout;
-    let stats = Rc::clone(&shard.stats);
     let mut woken = 0;
     while (stats.open_connections.get() > 0 || stats.background_live.get() > 0) && Instant::now() < deadline {
         // Wake connections idling between requests (new ones may turn idle after
@@ -314,6 +360,7 @@ where
         answered: stats.requests.get(),
         abandoned_requests: stats.in_flight.get(),
         abandoned_tasks: stats.background_live.get(),
+        died: false,
     };
     if report.abandoned_requests > 0 || report.abandoned_tasks > 0 {
         tracing::error!(
@@ -324,13 +371,13 @@ where
             "drain timed out; abandoning work"
         );
     }
-    // Pooled contexts hold an `Rc` of the shard: clear the pool to break the cycle.
-    shard.pool.borrow_mut().clear();
     tracing::debug!(shard = id, requests = report.answered, "shard stopped");
     report
 }
 
 async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc<Router>, stop: &AtomicBool) {
+    let stats = Rc::clone(&shard.handle.stats);
+    let mut guard = AcceptGuard::new(shard.id());
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -339,21 +386,29 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
         let Some(accepted) = accepted else { return };
         match accepted {
             Ok((stream, peer)) => {
-                let stats = &shard.stats;
+                guard.accepted();
                 stats.accepted.set(stats.accepted.get() + 1);
-                if stats.open_connections.get() >= shard.limits.max_connections {
+                // Counted here, before the task runs, so a burst of accepts in one turn
+                // cannot overshoot the limit.
+                if stats.open_connections.get() >= shard.limits().max_connections {
                     stats.rejected_connections.set(stats.rejected_connections.get() + 1);
-                    tracing::debug!(shard = shard.id, %peer, "connection limit reached; closing");
+                    tracing::debug!(shard = shard.id(), %peer, "connection limit reached; closing");
                     drop(stream);
                     continue;
                 }
+                stats.open_connections.set(stats.open_connections.get() + 1);
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(conn::serve(stream, peer, Rc::clone(shard), Rc::clone(router)));
             }
             Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS…: back off briefly instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                stats.accept_errors.set(stats.accept_errors.get() + 1);
+                let listener_fd = std::os::fd::AsRawFd::as_raw_fd(listener);
+                match guard.failed(&e, listener_fd) {
+                    Shed::Closed(n) => {
+                        stats.rejected_connections.set(stats.rejected_connections.get() + n as u64);
+                    }
+                    Shed::Wait(pause) => monoio::time::sleep(pause).await,
+                }
             }
         }
     }
@@ -367,7 +422,7 @@ async fn stop_requested(stop: &AtomicBool) {
 
 /// Sends the shard's counters to the control thread every `SNAPSHOT_EVERY` (the shard's
 /// heartbeat). Snapshots come back to be refilled, so steady state allocates nothing.
-fn spawn_snapshot_ticker(shard: &Rc<ShardLocal>, link: ShardLink) {
+fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink) {
     let shard = Rc::downgrade(shard);
     monoio::spawn(async move {
         let mut unsent = None;
@@ -384,7 +439,7 @@ fn spawn_snapshot_ticker(shard: &Rc<ShardLocal>, link: ShardLink) {
     });
 }
 
-fn spawn_date_ticker(shard: &Rc<ShardLocal>) {
+fn spawn_date_ticker(shard: &Rc<ShardHandle>) {
     let shard = Rc::downgrade(shard);
     monoio::spawn(async move {
         loop {

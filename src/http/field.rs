@@ -1,0 +1,81 @@
+//! Header field names and values that may reach the wire (RFC 9110 §5.1, §5.5).
+//!
+//! ```text
+//! field-name  = token
+//! token       = 1*tchar
+//! tchar       = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+//!               "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+//! field-value = *field-content      ; VCHAR, obs-text, SP and HTAB
+//! ```
+//!
+//! Every header ringo writes from a handler's strings (names, values, content types)
+//! passes these checks first: a CR or LF in a value would start a new header line
+//! (response splitting), so nothing with a control byte other than HTAB is ever sent.
+//! The chunked decoder uses the same token table for extension and trailer names.
+
+/// `tchar`, as a 256-entry table.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        i += 1;
+    }
+    t
+};
+
+/// `field-content` bytes: VCHAR, obs-text (0x80–0xFF), SP and HTAB.
+const VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i == 0x09 || (i >= 0x20 && i != 0x7f);
+        i += 1;
+    }
+    t
+};
+
+/// Whether `b` is a `tchar`.
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+/// Whether `name` is a valid field name (a non-empty token).
+pub(crate) fn is_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| is_tchar(b))
+}
+
+/// Whether `value` may be sent as a field value (no CR, LF, NUL or other control byte
+/// except HTAB).
+pub(crate) fn is_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| VALUE[b as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_tokens() {
+        for ok in ["Set-Cookie", "x", "X-Request-Id", "a!#$%&'*+-.^_`|~9"] {
+            assert!(is_name(ok.as_bytes()), "{ok}");
+        }
+        // Empty, separators, whitespace and controls are not tokens.
+        for bad in ["", "a b", "a:b", "a\r\nb", "a\0", "(x)", "a/b", "ä"] {
+            assert!(!is_name(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_refuse_line_breaks_and_controls() {
+        for ok in ["text/plain; charset=utf-8", "a\tb", "", "caf\u{e9}", "\"quoted\""] {
+            assert!(is_value(ok.as_bytes()), "{ok:?}");
+        }
+        // CR/LF split the head (injection); NUL and other controls are refused too.
+        for bad in ["a\r\nSet-Cookie: x=1", "a\nb", "a\rb", "a\0b", "a\x7fb", "a\x1bb"] {
+            assert!(!is_value(bad.as_bytes()), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `ShardHandle`: what a request may know of the shard serving it.
+//!
+//! A [`Context`](crate::Context) reaches its shard only through this small handle: the
+//! shard's id, its limits, the cached `Date`, its counters, and the bounded spawner for
+//! background tasks. It sits below both `context.rs` and `server/`, so the request view
+//! never imports the engine. It must never hold connections, listeners or pools: those
+//! are the engine's (`server/shard.rs`), and a handle kept alive by a request must not
+//! keep them alive.
+//!
+//! Shard-owned (`Rc`, `!Send`): nothing here is touched by another thread.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use crate::context::SpawnError;
+use crate::http::Limits;
+use crate::http::date::DateCache;
+use crate::metrics::ShardStats;
+
+/// The per-shard facts and services a request uses.
+#[derive(Debug)]
+pub(crate) struct ShardHandle {
+    pub(crate) id: usize,
+    pub(crate) limits: Limits,
+    pub(crate) date: DateCache,
+    pub(crate) stats: Rc<ShardStats>,
+}
+
+impl ShardHandle {
+    pub(crate) fn new(id: usize, limits: Limits, routes: usize) -> Rc<ShardHandle> {
+        Rc::new(ShardHandle {
+            id,
+            limits,
+            date: DateCache::new(),
+            stats: Rc::new(ShardStats::with_routes(routes)),
+        })
+    }
+
+    /// Starts a bounded background task on this shard. A panic inside the task ends
+    /// that task only: it is caught at the task boundary, logged with the shard id and
+    /// counted (`ringo_background_tasks_panicked_total`); the shard keeps serving.
+    pub(crate) fn spawn_background<F>(&self, task: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + 'static,
+    {
+        let stats = &self.stats;
+        if stats.background_live.get() >= self.limits.max_background_tasks {
+            stats.background_rejected.set(stats.background_rejected.get() + 1);
+            return Err(SpawnError::Full);
+        }
+        stats.background_live.set(stats.background_live.get() + 1);
+        stats.background_started.set(stats.background_started.get() + 1);
+        let stats = Rc::clone(stats);
+        let shard = self.id;
+        monoio::spawn(async move {
+            struct Done(Rc<ShardStats>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.background_live.set(self.0.background_live.get() - 1);
+                }
+            }
+            let done = Done(stats);
+            let mut task = pin!(task);
+            let finished = std::future::poll_fn(|cx| {
+                match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(())) => Poll::Ready(true),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(_) => Poll::Ready(false),
+                }
+            })
+            .await;
+            if !finished {
+                let panicked = &done.0.background_panicked;
+                panicked.set(panicked.get() + 1);
+                tracing::error!(shard, "background task panicked; the task ended, the shard keeps serving");
+            }
+        });
+        Ok(())
+    }
+}
