@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -215,4 +215,58 @@ fn a_second_signal_during_the_drain_forces_exit_4() {
         let _ = o.read_to_string(&mut out);
     }
     assert!(out.contains("second signal"), "{out}");
+}
+
+/// Out of descriptors: connections past the limit get a fast close (the spare
+/// descriptor sheds them) instead of waiting in the backlog, the log says so about once
+/// a second instead of a hundred times, and the server still answers once descriptors
+/// free up. Run under `prlimit --nofile`, on both backends.
+#[test]
+fn descriptor_exhaustion_sheds_connections_fast_and_logs_sparingly() {
+    for backend in ["uring", "epoll"] {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut child = Command::new("prlimit")
+            .args(["--nofile=40:40", BIN, "serve", "--listen", &addr.to_string(), "--admin", ""])
+            .args(["--shards", "1", "--io-backend", backend, "--log", "warn"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prlimit (util-linux) and ringo");
+        wait_ready(addr, &mut child);
+        // Far more connections than descriptors; each sends a request.
+        let mut conns = Vec::new();
+        for _ in 0..80 {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect (the backlog takes it)");
+            s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+            let _ = s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+            conns.push(s);
+        }
+        let started = Instant::now();
+        let (mut answered, mut shed) = (0, 0);
+        for s in &mut conns {
+            let mut b = [0u8; 256];
+            match s.read(&mut b) {
+                Ok(n) if n > 0 && b.starts_with(b"HTTP/1.1 200") => answered += 1,
+                Ok(0) => shed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => shed += 1,
+                other => panic!("{backend}: a connection neither answered nor closed: {other:?}"),
+            }
+        }
+        assert!(answered > 0 && shed > 0, "{backend}: answered {answered}, shed {shed}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{backend}: took {:?}", started.elapsed());
+        drop(conns);
+        std::thread::sleep(Duration::from_millis(300));
+        // Descriptors are back: the server answers again.
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+        let mut b = [0u8; 64];
+        let n = s.read(&mut b).expect("answer after recovery");
+        assert!(b[..n].starts_with(b"HTTP/1.1 200"), "{backend}");
+        let (_, log) = stop(child);
+        let lines = log.lines().filter(|l| l.contains("accept failed")).count();
+        assert!((1..=10).contains(&lines), "{backend}: {lines} accept-failure lines:\n{log}");
+    }
 }
