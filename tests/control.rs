@@ -1,9 +1,13 @@
 //! The control thread over its admin listener: metrics move with traffic and add up,
-//! health turns on a stalled shard, readiness follows the lifecycle, /debug/shards.
+//! health turns on a stalled shard, readiness follows the lifecycle, /debug/shards, and
+//! slow or hostile admin clients hold back neither other admin clients nor heartbeats.
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Raw, one_shot};
@@ -179,5 +183,208 @@ fn readyz_is_503_while_starting() {
     let server = starting.join().expect("start");
     assert!(seen_starting, "readyz said 503 starting before the shards were up");
     assert_eq!(admin(admin_addr, "/readyz").0, 200);
+    server.shutdown();
+}
+
+/// The start of a request head that never ends: a header value one byte at a time.
+const TRICKLE: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Slow: ";
+
+/// Slowloris clients on the admin port: each sends one more byte of a head that never
+/// ends every 300 ms and reconnects whenever the server closes it, until dropped.
+struct Attack {
+    stop: Arc<AtomicBool>,
+    /// Connections the server closed (and the attacker reopened).
+    closed: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Attack {
+    fn start(addr: SocketAddr, clients: usize) -> Attack {
+        let stop = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (stop2, closed2) = (stop.clone(), closed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<(Option<TcpStream>, usize)> = (0..clients).map(|_| (None, 0)).collect();
+            while !stop2.load(Ordering::Relaxed) {
+                for (conn, sent) in conns.iter_mut() {
+                    if conn.is_none() {
+                        *conn = TcpStream::connect(addr).ok();
+                        *sent = 0;
+                    }
+                    let Some(s) = conn else { continue };
+                    let byte = TRICKLE.get(*sent).copied().unwrap_or(b'a');
+                    if s.write_all(&[byte]).is_err() || peer_closed(s) {
+                        closed2.fetch_add(1, Ordering::Relaxed);
+                        *conn = None;
+                    } else {
+                        *sent += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Attack { stop, closed, thread: Some(thread) }
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// True when the server has answered or closed (without waiting).
+fn peer_closed(s: &mut TcpStream) -> bool {
+    let _ = s.set_nonblocking(true);
+    let mut b = [0u8; 512];
+    let r = s.read(&mut b);
+    let _ = s.set_nonblocking(false);
+    !matches!(r, Err(ref e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted))
+}
+
+/// An admin GET that must be answered within `bound`: (status, body).
+fn admin_within(addr: SocketAddr, path: &str, bound: Duration) -> (u16, String) {
+    let t = Instant::now();
+    let got = admin(addr, path);
+    assert!(t.elapsed() < bound, "{path} took {:?} while slow clients held connections", t.elapsed());
+    got
+}
+
+#[test]
+fn slow_admin_clients_do_not_delay_probes_and_scrapes() {
+    let server = start(ringo::default_app, 1, |_| {});
+    let admin_addr = server.admin_addr().expect("admin");
+    std::thread::sleep(Duration::from_millis(300));
+    let attack = Attack::start(admin_addr, 8);
+    std::thread::sleep(Duration::from_millis(700)); // every attacker connected and trickling
+    let bound = Duration::from_secs(1);
+    let until = Instant::now() + Duration::from_secs(3); // past the head deadline: attackers cycle
+    while Instant::now() < until {
+        assert_eq!(admin_within(admin_addr, "/healthz", bound).0, 200);
+        assert_eq!(admin_within(admin_addr, "/readyz", bound).0, 200);
+        let (code, m) = admin_within(admin_addr, "/metrics", bound);
+        assert_eq!(code, 200);
+        assert!(m.contains("ringo_http_requests_total"), "{m}");
+    }
+    assert!(attack.closed.load(Ordering::Relaxed) >= 8, "the slow clients were closed by the deadline");
+    drop(attack);
+    server.shutdown();
+}
+
+#[test]
+fn more_slow_clients_than_admin_slots_still_leave_healthz_answered() {
+    // More attackers than the admin listener's 64 slots: newcomers displace the oldest
+    // unfinished heads instead of being refused, so a probe still gets through.
+    let server = start(ringo::default_app, 1, |_| {});
+    let admin_addr = server.admin_addr().expect("admin");
+    let attack = Attack::start(admin_addr, 80);
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..10 {
+        assert_eq!(admin_within(admin_addr, "/healthz", Duration::from_secs(1)).0, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(attack);
+    server.shutdown();
+}
+
+#[test]
+fn a_trickling_admin_client_is_cut_off_at_the_head_deadline() {
+    let server = start(ringo::default_app, 1, |_| {});
+    let admin_addr = server.admin_addr().expect("admin");
+    let mut s = TcpStream::connect(admin_addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let started = Instant::now();
+    let (mut sent, mut got) = (0usize, Vec::new());
+    let closed = loop {
+        assert!(started.elapsed() < Duration::from_secs(6), "still open after 6 s: {got:?}");
+        // One more byte every 300 ms (the read timeout paces the loop); no read ever times out
+        // on the server's side, only the head's overall deadline can end this.
+        let byte = TRICKLE.get(sent).copied().unwrap_or(b'a');
+        if s.write_all(&[byte]).is_ok() {
+            sent += 1;
+        }
+        let mut b = [0u8; 1024];
+        match s.read(&mut b) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !got.is_empty() => break started.elapsed(),
+            Err(e) => panic!("read: {e} after {got:?}"),
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert!(sent >= 5, "the client kept sending ({sent} bytes) and was still cut off");
+    assert!(closed < Duration::from_secs(4), "closed {closed:?} after connecting");
+    // The admin listener answers normally right after.
+    assert_eq!(admin(admin_addr, "/healthz").0, 200);
+    server.shutdown();
+}
+
+#[test]
+fn shard_heartbeats_and_snapshots_keep_flowing_during_an_admin_attack() {
+    let server = start(ringo::default_app, 2, |c| c.stall_threshold = Duration::from_millis(600));
+    let admin_addr = server.admin_addr().expect("admin");
+    let addr = server.local_addr();
+    std::thread::sleep(Duration::from_millis(400));
+    let attack = Attack::start(admin_addr, 16);
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut last_total = 0;
+    while Instant::now() < until {
+        // Traffic on the data port; the next snapshots must carry it.
+        let mut c = Raw::connect(addr);
+        for _ in 0..5 {
+            assert_eq!(c.get("/plaintext").status, 200);
+        }
+        drop(c);
+        let sent_so_far = last_total + 5;
+        let (code, body) = admin_within(admin_addr, "/healthz", Duration::from_secs(1));
+        assert_eq!(code, 200, "no shard looks stalled: {body}");
+        // Fresh snapshots: every shard's heartbeat is recent and the counts catch up.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let (code, body) = admin_within(admin_addr, "/debug/shards", Duration::from_secs(1));
+            assert_eq!(code, 200);
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            let shards = v["shards"].as_array().expect("shards");
+            assert_eq!(shards.len(), 2);
+            for s in shards {
+                let age = s["heartbeat_age_ms"].as_u64().expect("every shard has reported");
+                assert!(age < 600, "stale heartbeat during the attack: {s}");
+            }
+            let total = v["total_requests"].as_u64().unwrap_or(0);
+            if total >= sent_so_far {
+                last_total = total;
+                break;
+            }
+            assert!(Instant::now() < deadline, "snapshots stopped carrying traffic: {total} < {sent_so_far}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(attack);
+    server.shutdown();
+}
+
+#[test]
+fn oversized_admin_heads_get_431_and_other_methods_405() {
+    let server = start(ringo::default_app, 1, |_| {});
+    let admin_addr = server.admin_addr().expect("admin");
+    let big = format!("GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(one_shot(admin_addr, big.as_bytes()).status, 431);
+    let r = one_shot(admin_addr, b"POST /healthz HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    let mut c = Raw::connect(admin_addr);
+    c.send(b"HEAD /healthz HTTP/1.1\r\nHost: admin\r\n\r\n");
+    let head = c.read_response(true);
+    assert_eq!(head.status, 200);
+    assert!(c.closed(), "HEAD gets no body, then the close");
     server.shutdown();
 }

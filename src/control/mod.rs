@@ -5,9 +5,15 @@
 //! refill, so neither side allocates in steady state. A snapshot doubles as the shard's
 //! heartbeat: a shard whose thread is blocked (a handler doing blocking work) stops
 //! sending, and `/healthz` fails naming it. The admin listener (loopback by default)
-//! answers `/healthz`, `/readyz`, `/metrics` and `/debug/shards`.
+//! answers `/healthz`, `/readyz`, `/metrics` and `/debug/shards` (`endpoints.rs`).
+//!
+//! One loop does it all, and nothing in it blocks except the wait for the next report
+//! (at most [`TICK`]): absorb and recycle snapshots, run the watchdog, then one turn of
+//! the admin connections (`admin.rs`: non-blocking sockets, deadlines and caps), so no
+//! admin client can hold back the heartbeats or snapshot recycling.
 
 mod admin;
+mod endpoints;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -21,6 +27,10 @@ use crate::metrics::Snapshot;
 
 /// How often a shard reports.
 pub(crate) const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+
+/// Longest wait of the control loop for a report before it turns anyway (watchdog,
+/// admin connections).
+pub(crate) const TICK: Duration = Duration::from_millis(20);
 
 /// The server's lifecycle, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,9 +271,13 @@ impl State {
 
 fn run(spec: ControlSpec) {
     let ControlSpec { admin, shards, backend, stall_after, lifecycle, reports, recycle, started } = spec;
-    if let Err(e) = admin.set_nonblocking(true) {
-        tracing::error!(error = %e, "admin listener cannot be made non-blocking; admin endpoints off");
-    }
+    let mut admin = match admin::Admin::new(admin) {
+        Ok(admin) => Some(admin),
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener cannot be made non-blocking; admin endpoints off");
+            None
+        }
+    };
     let mut state = State {
         latest: vec![None; shards],
         routes: vec![Vec::new(); shards],
@@ -277,7 +291,7 @@ fn run(spec: ControlSpec) {
         started,
     };
     loop {
-        match reports.recv_timeout(Duration::from_millis(20)) {
+        match reports.recv_timeout(TICK) {
             Ok(r) => {
                 state.absorb(r, &recycle);
                 while let Ok(r) = reports.try_recv() {
@@ -289,19 +303,12 @@ fn run(spec: ControlSpec) {
                 if state.lifecycle.get() == Lifecycle::Stopped {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(TICK);
             }
         }
         state.watch();
-        loop {
-            match admin.accept() {
-                Ok((stream, _)) => admin::serve(stream, &state),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    break;
-                }
-            }
+        if let Some(admin) = admin.as_mut() {
+            admin.turn(&state, Instant::now());
         }
         if state.lifecycle.get() == Lifecycle::Stopped {
             return;
