@@ -51,7 +51,15 @@ static GLOBAL: Counting = Counting;
 
 /// The default app plus a probe that answers with the shard thread's allocation count.
 fn app_with_probe() -> Result<Router, RouteError> {
-    let mut r = ringo::default_app()?;
+    probed(ringo::default_app()?)
+}
+
+/// The default app with the `default` stack (request id + access log), plus the probe.
+fn default_stack_with_probe() -> Result<Router, RouteError> {
+    probed(ringo::default_app_with_stack()?)
+}
+
+fn probed(mut r: Router) -> Result<Router, RouteError> {
     r.get("/__allocations", |c: &mut Context| {
         let n = ALLOCATIONS.with(|a| a.get());
         let mut buf = itoa::Buffer::new();
@@ -64,6 +72,11 @@ fn app_with_probe() -> Result<Router, RouteError> {
         next.run(c).await;
     }));
     g.get("/users/:id", async |c: &mut Context| c.string(200, c.param("id")))?;
+    // A body sink: answers with the body's length (no JSON tree to build).
+    r.post("/sink", |c: &mut Context| {
+        let mut buf = itoa::Buffer::new();
+        c.string(200, buf.format(c.body().len()));
+    })?;
     Ok(r)
 }
 
@@ -107,5 +120,57 @@ fn steady_state_keep_alive_requests_allocate_nothing() {
         let after = allocations(&mut c);
         assert_eq!(after - before, 0, "{backend}: {} allocations in steady state", after - before);
         server.shutdown();
+    }
+}
+
+/// Every other request shape the engine handles: pipelined batches, Content-Length and
+/// chunked bodies, 404, 405, trailing-slash redirects and HEAD, on the bare app; and
+/// plain GETs through the `default` stack (request id + access log).
+#[test]
+fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
+    let pipelined: Vec<u8> = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n".repeat(16);
+    let shapes: [(&str, &[u8], usize); 8] = [
+        ("pipelined x16", &pipelined, 16),
+        ("content-length body", b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world", 1),
+        (
+            "chunked body",
+            b"POST /sink HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+            1,
+        ),
+        ("404", b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", 1),
+        ("405", b"DELETE /plaintext HTTP/1.1\r\nHost: t\r\n\r\n", 1),
+        ("redirect", b"GET /plaintext/ HTTP/1.1\r\nHost: t\r\n\r\n", 1),
+        ("HEAD", b"HEAD /json HTTP/1.1\r\nHost: t\r\n\r\n", 1),
+        ("query", b"GET /users/9?x=1&y=%20 HTTP/1.1\r\nHost: t\r\n\r\n", 1),
+    ];
+    for backend in BACKENDS {
+        for (stack, factory) in [("bare", app_with_probe as fn() -> _), ("default", default_stack_with_probe)] {
+            let cfg = ServerConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                admin: Some("127.0.0.1:0".parse().expect("addr")),
+                shards: Some(1),
+                io_backend: backend,
+                ..ServerConfig::default()
+            };
+            let server = Server::new(factory).config(cfg).start().expect("starts");
+            let mut c = Raw::connect(server.local_addr());
+            for (name, bytes, responses) in shapes {
+                let round = |c: &mut Raw| {
+                    for _ in 0..300 {
+                        c.send(bytes);
+                        for _ in 0..responses {
+                            let r = c.read_response(bytes.starts_with(b"HEAD"));
+                            assert!(r.status < 500, "{name}: {}", r.status);
+                        }
+                    }
+                };
+                round(&mut c); // warm-up for this shape
+                let before = allocations(&mut c);
+                round(&mut c);
+                let after = allocations(&mut c);
+                assert_eq!(after - before, 0, "{backend} {stack} {name}: {} allocations", after - before);
+            }
+            server.shutdown();
+        }
     }
 }
