@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 
 use crate::arena::ValueArena;
 use crate::http::Method;
-use crate::http::request::{RequestHead, Span};
 use crate::http::field;
+use crate::http::request::{RequestHead, Span};
 use crate::http::response::{self, BodyLength, ConnectionHeader};
 use crate::http::status::forbids_body;
 use crate::shard_handle::ShardHandle;
@@ -519,7 +519,10 @@ impl Context {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "content type holds forbidden bytes"));
         }
         if !(200..=999).contains(&status) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a stream needs a final status (200-999)"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream needs a final status (200-999)",
+            ));
         }
         resp.status = status;
         resp.set_content_type(content_type.as_bytes());

@@ -64,14 +64,13 @@ impl ShardHandle {
             }
             let done = Done(stats);
             let mut task = pin!(task);
-            let finished = std::future::poll_fn(|cx| {
-                match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+            let finished =
+                std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
                     Ok(Poll::Ready(())) => Poll::Ready(true),
                     Ok(Poll::Pending) => Poll::Pending,
                     Err(_) => Poll::Ready(false),
-                }
-            })
-            .await;
+                })
+                .await;
             if !finished {
                 let panicked = &done.0.background_panicked;
                 panicked.set(panicked.get() + 1);

@@ -49,7 +49,9 @@ pub(crate) fn accept_and_close(listener: RawFd, max: usize) -> usize {
         // SAFETY: accept4 with null address pointers writes no memory of ours; the
         // listener is this shard's own socket, readable per the poll above, so the call
         // does not block.
-        let fd = unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        let fd = unsafe {
+            libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
+        };
         if fd < 0 {
             break;
         }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::{BACKENDS, Raw, Resp};
 use ringo::middleware::from_fn;
 use ringo::{
-    Context, IoBackend, Limits, Next, RouteError, Router, RunningServer, Server, ServerConfig, ShardDeathPolicy,
+    Context, IoBackend, Limits, Next, RouteError, Router, RunningServer, Server, ServerConfig,
+    ShardDeathPolicy,
 };
 
 /// Starts `factory` on loopback with one shard, an admin listener and `policy`.
@@ -95,7 +96,10 @@ fn a_panicking_background_task_ends_alone_and_the_shard_keeps_serving() {
             assert_eq!(Raw::connect(addr).get("/plaintext").status, 200, "{backend:?}");
         }
         assert_eq!(c.get("/plaintext").status, 200, "the same connection lives on");
-        assert!(eventually(Duration::from_secs(2), || metric(&server, "ringo_background_tasks_panicked_total") == 1));
+        assert!(eventually(Duration::from_secs(2), || metric(
+            &server,
+            "ringo_background_tasks_panicked_total"
+        ) == 1));
         assert_eq!(admin_get(&server, "/healthz").status, 200);
         server.shutdown();
     }
@@ -160,7 +164,12 @@ fn a_dead_shard_exits_the_process_under_the_exit_policy() {
     }
     let exe = std::env::current_exe().expect("test binary");
     let mut child = std::process::Command::new(exe)
-        .args(["--exact", "a_dead_shard_exits_the_process_under_the_exit_policy", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "a_dead_shard_exits_the_process_under_the_exit_policy",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("RINGO_DEATH_CHILD", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -381,7 +390,12 @@ fn a_stream_on_a_bodiless_status_sends_no_body_and_keeps_the_connection_framed()
         );
         for status in [204, 304] {
             let mut c = Raw::connect(server.local_addr());
-            c.send(format!("GET /stream/{status} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            c.send(
+                format!(
+                    "GET /stream/{status} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+                )
+                .as_bytes(),
+            );
             let r = c.response();
             assert_eq!(r.status, status);
             // Regression: a chunked header and chunk bytes followed, desyncing the next
@@ -414,7 +428,11 @@ fn a_trickled_body_meets_its_overall_deadline() {
         });
         let r = c.response();
         assert_eq!(r.status, 408, "{backend:?}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{backend:?}: answered after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{backend:?}: answered after {:?}",
+            started.elapsed()
+        );
         assert!(c.closed());
         trickle.join().expect("trickle");
         server.shutdown();
@@ -441,7 +459,9 @@ fn max_connections_holds_for_a_burst_of_accepts() {
             }
         }
         assert_eq!(served, 5, "{backend:?}: the limit is counted at accept time");
-        assert!(eventually(Duration::from_secs(2), || metric(&server, "ringo_connections_rejected_total") == 15));
+        assert!(
+            eventually(Duration::from_secs(2), || metric(&server, "ringo_connections_rejected_total") == 15)
+        );
         drop(conns);
         server.shutdown();
     }

@@ -144,7 +144,8 @@ fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
         ("query", b"GET /users/9?x=1&y=%20 HTTP/1.1\r\nHost: t\r\n\r\n", 1),
     ];
     for backend in BACKENDS {
-        for (stack, factory) in [("bare", app_with_probe as fn() -> _), ("default", default_stack_with_probe)] {
+        for (stack, factory) in [("bare", app_with_probe as fn() -> _), ("default", default_stack_with_probe)]
+        {
             let cfg = ServerConfig {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 admin: Some("127.0.0.1:0".parse().expect("addr")),

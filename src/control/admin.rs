@@ -337,6 +337,7 @@ mod tests {
             routes: vec![Vec::new()],
             rate: vec![0.0],
             stalled: vec![false],
+            dead: vec![false],
             spec_shards: 1,
             backend: "test",
             stall_after: Duration::from_secs(2),

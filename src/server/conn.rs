@@ -129,7 +129,8 @@ async fn serve_requests(
         conn.lend(ctx);
         let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;
         conn.reclaim(ctx);
-        let more_buffered = shard.draining.get() && complete_head_follows(shard, conn, consumed, &mut drain_head);
+        let more_buffered =
+            shard.draining.get() && complete_head_follows(shard, conn, consumed, &mut drain_head);
         let keep_alive = match outcome {
             Answered::Normal => finish_response(shard, conn, ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
@@ -288,7 +289,12 @@ fn complete_head_follows(
 /// Encodes the response into the write buffer. Returns whether to keep the connection:
 /// while the shard drains, only when `more_buffered` (pipelined requests already here
 /// are answered; the last response says `Connection: close`).
-fn finish_response(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context, more_buffered: bool) -> bool {
+fn finish_response(
+    shard: &ShardLocal,
+    conn: &mut Connection,
+    ctx: &mut Context,
+    more_buffered: bool,
+) -> bool {
     let draining = shard.draining.get() && !more_buffered;
     let head_request = ctx.head.method == Method::Head;
     let minor = ctx.head.minor_version;
@@ -410,7 +416,10 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
             ctx.chunked_body.clear();
             loop {
                 let raw = conn.input.pending().get(head_len..).unwrap_or(&[]);
-                match decoder.decode(raw, &mut ctx.chunked_body, max_body, max_trailer).map_err(End::Answer)? {
+                match decoder
+                    .decode(raw, &mut ctx.chunked_body, max_body, max_trailer)
+                    .map_err(End::Answer)?
+                {
                     Progress::Done(n) => {
                         ctx.body = BodyRef::Decoded;
                         return Ok(head_len + n);
@@ -428,7 +437,12 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
 }
 
 /// Reads one more piece of a body, within the per-read timeout and the body deadline.
-async fn read_body_piece(shard: &ShardLocal, conn: &mut Connection, deadline: Instant, want: usize) -> Result<(), End> {
+async fn read_body_piece(
+    shard: &ShardLocal,
+    conn: &mut Connection,
+    deadline: Instant,
+    want: usize,
+) -> Result<(), End> {
     conn.flush().await?;
     let per_read = Duration::from_millis(shard.limits().body_timeout_ms);
     let Some(left) = deadline.checked_duration_since(Instant::now()) else {

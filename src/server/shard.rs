@@ -241,7 +241,8 @@ where
     match outcome {
         Ok(Ok(report)) => report,
         Ok(Err(source)) => {
-            let _ = spec.ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
+            let _ =
+                spec.ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
             DrainReport::default()
         }
         Err(panic) => died(spec, panic_message(&*panic)),
@@ -249,7 +250,11 @@ where
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("")
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("")
 }
 
 /// A shard thread died: never silently. Tell the control thread (`/healthz` fails at
@@ -280,17 +285,21 @@ where
         std::process::exit(crate::EXIT_SHARD_DIED);
     }
     spec.restarts.push(now);
-    tracing::error!(shard = id, panic = why, restarts = spec.restarts.len(), "shard thread died; restarting it");
-    let listener = match super::listener::bind_reuseport(spec.listen, 1, spec.backlog)
-        .map(|mut l| l.pop())
-    {
+    tracing::error!(
+        shard = id,
+        panic = why,
+        restarts = spec.restarts.len(),
+        "shard thread died; restarting it"
+    );
+    let listener = match super::listener::bind_reuseport(spec.listen, 1, spec.backlog).map(|mut l| l.pop()) {
         Ok(Some(l)) => l,
         Ok(None) | Err(_) => {
             tracing::error!(shard = id, addr = %spec.listen, "cannot bind a listener for the restarted shard; exiting");
             std::process::exit(crate::EXIT_SHARD_DIED);
         }
     };
-    let replacement = std::thread::Builder::new().name(format!("ringo-shard-{id}")).spawn(move || run(spec, listener));
+    let replacement =
+        std::thread::Builder::new().name(format!("ringo-shard-{id}")).spawn(move || run(spec, listener));
     match replacement {
         // This thread stays parked in `join`, so the server's handle still joins the
         // shard's whole line of replacements at shutdown.
