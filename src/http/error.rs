@@ -22,6 +22,9 @@ pub enum HttpError {
     /// A header line used obsolete line folding (obs-fold).
     #[error("obsolete line folding in header")]
     ObsFold,
+    /// The request head has an LF not preceded by CR, or a CR not followed by LF.
+    #[error("bare CR or LF in request head")]
+    BareLineEnding,
     /// Both `Content-Length` and `Transfer-Encoding` were sent.
     #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthAndTransferEncoding,
@@ -46,6 +49,9 @@ pub enum HttpError {
     /// More than one `Host` field.
     #[error("duplicate Host header")]
     DuplicateHost,
+    /// A `Host` value that is not `uri-host [ ":" port ]` (or a port over 65535).
+    #[error("invalid Host header")]
+    InvalidHost,
     /// The chunked body framing is invalid.
     #[error("malformed chunked body")]
     MalformedChunk,
@@ -55,7 +61,8 @@ pub enum HttpError {
     /// A body-carrying method arrived with neither `Content-Length` nor `Transfer-Encoding`.
     #[error("length required")]
     LengthRequired,
-    /// The request target is not an origin-form path (or `*` for OPTIONS).
+    /// The request target is not origin-form, absolute-form with a valid authority, or
+    /// `*` for OPTIONS; or its path has a `%` not followed by two hex digits.
     #[error("invalid request target")]
     InvalidTarget,
     /// A method token ringo does not implement.
@@ -75,6 +82,7 @@ impl HttpError {
         match self {
             HttpError::Malformed
             | HttpError::ObsFold
+            | HttpError::BareLineEnding
             | HttpError::ContentLengthAndTransferEncoding
             | HttpError::InvalidContentLength
             | HttpError::ConflictingContentLength
@@ -82,6 +90,7 @@ impl HttpError {
             | HttpError::TransferEncodingInHttp10
             | HttpError::MissingHost
             | HttpError::DuplicateHost
+            | HttpError::InvalidHost
             | HttpError::MalformedChunk
             | HttpError::InvalidTarget => 400,
             HttpError::Timeout => 408,
@@ -102,6 +111,7 @@ impl HttpError {
             HttpError::HeadersTooLarge => "headers_too_large",
             HttpError::TooManyHeaders => "too_many_headers",
             HttpError::ObsFold => "obs_fold",
+            HttpError::BareLineEnding => "bare_line_ending",
             HttpError::ContentLengthAndTransferEncoding => "cl_and_te",
             HttpError::InvalidContentLength => "invalid_content_length",
             HttpError::ConflictingContentLength => "conflicting_content_length",
@@ -110,6 +120,7 @@ impl HttpError {
             HttpError::TransferEncodingInHttp10 => "te_in_http10",
             HttpError::MissingHost => "missing_host",
             HttpError::DuplicateHost => "duplicate_host",
+            HttpError::InvalidHost => "invalid_host",
             HttpError::MalformedChunk => "malformed_chunk",
             HttpError::BodyTooLarge => "body_too_large",
             HttpError::LengthRequired => "length_required",
