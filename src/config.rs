@@ -235,6 +235,7 @@ impl Config {
                 message: format!("`{}`: {e}", s.admin),
             })?)
         };
+        self.limits.validate().map_err(|e| ConfigError::Value { key: e.key, message: e.message })?;
         Ok(ServerConfig {
             listen,
             shards: (s.shards > 0).then_some(s.shards),
@@ -327,6 +328,16 @@ mod tests {
         let vars = env(&[("RINGO_NOPE", "1"), ("RINGO_SYSROOT", "/tmp/x"), ("RINGO_SHARDS", "2")]);
         assert!(Config::load(None, vars.clone()).is_ok());
         assert_eq!(Config::unknown_env_vars(vars), vec!["RINGO_NOPE".to_string()]);
+    }
+
+    #[test]
+    fn limits_past_32_bit_offsets_fail_with_their_key() {
+        let cfg = Config::load(None, env(&[("RINGO_LIMITS_MAX_BODY_BYTES", "5000000000")])).expect("loads");
+        let msg = cfg.server_config().expect_err("over 4 GiB").to_string();
+        assert!(msg.contains("limits.max_body_bytes"), "{msg}");
+        let cfg = Config::load(None, env(&[("RINGO_LIMITS_MAX_HEADER_BYTES", "4294967296")])).expect("loads");
+        let msg = cfg.server_config().expect_err("over 4 GiB").to_string();
+        assert!(msg.contains("limits.max_header_bytes"), "{msg}");
     }
 
     #[test]

@@ -466,3 +466,15 @@ fn max_connections_holds_for_a_burst_of_accepts() {
         server.shutdown();
     }
 }
+
+#[test]
+fn limits_past_what_request_offsets_address_are_refused_at_start() {
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        shards: Some(1),
+        limits: Limits { max_body_bytes: 5 << 30, ..Limits::default() },
+        ..ServerConfig::default()
+    };
+    let err = Server::new(|| Ok(plain_app())).config(cfg).start().expect_err("a 5 GiB body limit is refused");
+    assert!(err.to_string().contains("limits.max_body_bytes"), "{err}");
+}

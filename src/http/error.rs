@@ -22,6 +22,9 @@ pub enum HttpError {
     /// A header line used obsolete line folding (obs-fold).
     #[error("obsolete line folding in header")]
     ObsFold,
+    /// The request head has an LF not preceded by CR, or a CR not followed by LF.
+    #[error("bare CR or LF in request head")]
+    BareLineEnding,
     /// Both `Content-Length` and `Transfer-Encoding` were sent.
     #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthAndTransferEncoding,
@@ -46,6 +49,9 @@ pub enum HttpError {
     /// More than one `Host` field.
     #[error("duplicate Host header")]
     DuplicateHost,
+    /// A `Host` value that is not `uri-host [ ":" port ]` (or a port over 65535).
+    #[error("invalid Host header")]
+    InvalidHost,
     /// The chunked body framing is invalid.
     #[error("malformed chunked body")]
     MalformedChunk,
@@ -55,7 +61,8 @@ pub enum HttpError {
     /// A body-carrying method arrived with neither `Content-Length` nor `Transfer-Encoding`.
     #[error("length required")]
     LengthRequired,
-    /// The request target is not an origin-form path (or `*` for OPTIONS).
+    /// The request target is not origin-form, absolute-form with a valid authority, or
+    /// `*` for OPTIONS; or its path has a `%` not followed by two hex digits.
     #[error("invalid request target")]
     InvalidTarget,
     /// A method token ringo does not implement.
@@ -70,11 +77,44 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Every variant, in declaration order: `ALL[e.index()] == e`. The one list that
+    /// metrics (a counter per kind) and tests derive theirs from.
+    pub(crate) const ALL: [HttpError; 22] = [
+        HttpError::Malformed,
+        HttpError::UriTooLong,
+        HttpError::HeadersTooLarge,
+        HttpError::TooManyHeaders,
+        HttpError::ObsFold,
+        HttpError::BareLineEnding,
+        HttpError::ContentLengthAndTransferEncoding,
+        HttpError::InvalidContentLength,
+        HttpError::ConflictingContentLength,
+        HttpError::InvalidTransferEncoding,
+        HttpError::UnsupportedTransferCoding,
+        HttpError::TransferEncodingInHttp10,
+        HttpError::MissingHost,
+        HttpError::DuplicateHost,
+        HttpError::InvalidHost,
+        HttpError::MalformedChunk,
+        HttpError::BodyTooLarge,
+        HttpError::LengthRequired,
+        HttpError::InvalidTarget,
+        HttpError::MethodNotImplemented,
+        HttpError::VersionNotSupported,
+        HttpError::Timeout,
+    ];
+
+    /// This variant's position in [`ALL`](HttpError::ALL).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The status code this error is answered with.
     pub const fn status(self) -> u16 {
         match self {
             HttpError::Malformed
             | HttpError::ObsFold
+            | HttpError::BareLineEnding
             | HttpError::ContentLengthAndTransferEncoding
             | HttpError::InvalidContentLength
             | HttpError::ConflictingContentLength
@@ -82,6 +122,7 @@ impl HttpError {
             | HttpError::TransferEncodingInHttp10
             | HttpError::MissingHost
             | HttpError::DuplicateHost
+            | HttpError::InvalidHost
             | HttpError::MalformedChunk
             | HttpError::InvalidTarget => 400,
             HttpError::Timeout => 408,
@@ -102,6 +143,7 @@ impl HttpError {
             HttpError::HeadersTooLarge => "headers_too_large",
             HttpError::TooManyHeaders => "too_many_headers",
             HttpError::ObsFold => "obs_fold",
+            HttpError::BareLineEnding => "bare_line_ending",
             HttpError::ContentLengthAndTransferEncoding => "cl_and_te",
             HttpError::InvalidContentLength => "invalid_content_length",
             HttpError::ConflictingContentLength => "conflicting_content_length",
@@ -110,6 +152,7 @@ impl HttpError {
             HttpError::TransferEncodingInHttp10 => "te_in_http10",
             HttpError::MissingHost => "missing_host",
             HttpError::DuplicateHost => "duplicate_host",
+            HttpError::InvalidHost => "invalid_host",
             HttpError::MalformedChunk => "malformed_chunk",
             HttpError::BodyTooLarge => "body_too_large",
             HttpError::LengthRequired => "length_required",
@@ -118,5 +161,44 @@ impl HttpError {
             HttpError::VersionNotSupported => "version_not_supported",
             HttpError::Timeout => "timeout",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_variant_at_its_index() {
+        for (i, e) in HttpError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
+        // Exhaustive on purpose: a new variant fails to compile here until it is placed
+        // in `ALL` as well.
+        let last = |e: HttpError| match e {
+            HttpError::Malformed
+            | HttpError::UriTooLong
+            | HttpError::HeadersTooLarge
+            | HttpError::TooManyHeaders
+            | HttpError::ObsFold
+            | HttpError::BareLineEnding
+            | HttpError::ContentLengthAndTransferEncoding
+            | HttpError::InvalidContentLength
+            | HttpError::ConflictingContentLength
+            | HttpError::InvalidTransferEncoding
+            | HttpError::UnsupportedTransferCoding
+            | HttpError::TransferEncodingInHttp10
+            | HttpError::MissingHost
+            | HttpError::DuplicateHost
+            | HttpError::InvalidHost
+            | HttpError::MalformedChunk
+            | HttpError::BodyTooLarge
+            | HttpError::LengthRequired
+            | HttpError::InvalidTarget
+            | HttpError::MethodNotImplemented
+            | HttpError::VersionNotSupported => false,
+            HttpError::Timeout => true,
+        };
+        assert!(last(HttpError::ALL[HttpError::ALL.len() - 1]), "the last variant closes ALL");
     }
 }

@@ -11,62 +11,19 @@
 //! Every header ringo writes from a handler's strings (names, values, content types)
 //! passes these checks first: a CR or LF in a value would start a new header line
 //! (response splitting), so nothing with a control byte other than HTAB is ever sent.
-//! The chunked decoder uses the same token table for extension and trailer names.
+//! The byte classes are `chars`' tables, shared with the request parsers.
 
-/// `tchar`, as a 256-entry table.
-const TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        i += 1;
-    }
-    t
-};
-
-/// `field-content` bytes: VCHAR, obs-text (0x80–0xFF), SP and HTAB.
-const VALUE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = i == 0x09 || (i >= 0x20 && i != 0x7f);
-        i += 1;
-    }
-    t
-};
-
-/// Whether `b` is a `tchar`.
-pub(crate) const fn is_tchar(b: u8) -> bool {
-    TCHAR[b as usize]
-}
+use super::chars::{self, FIELD_VALUE, TCHAR};
 
 /// Whether `name` is a valid field name (a non-empty token).
 pub(crate) fn is_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| is_tchar(b))
+    !name.is_empty() && name.iter().all(|&b| chars::is(&TCHAR, b))
 }
 
 /// Whether `value` may be sent as a field value (no CR, LF, NUL or other control byte
 /// except HTAB).
 pub(crate) fn is_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| VALUE[b as usize])
+    value.iter().all(|&b| chars::is(&FIELD_VALUE, b))
 }
 
 #[cfg(test)]

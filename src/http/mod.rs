@@ -4,6 +4,7 @@
 //! the router or handlers: the connection engine in `server::conn` feeds it buffers and
 //! takes back parsed heads, decoded bodies and encoded responses.
 
+pub(crate) mod chars;
 pub(crate) mod chunked;
 pub(crate) mod date;
 pub(crate) mod error;

@@ -20,36 +20,15 @@ pub(crate) const LATENCY_BUCKETS_US: [u64; 16] = [
     2_500_000, 10_000_000,
 ];
 
-/// Number of `HttpError` kinds (see [`error_index`]).
-pub(crate) const ERROR_KINDS: usize = 20;
+/// Number of `HttpError` kinds: one counter each, indexed by [`HttpError::index`].
+pub(crate) const ERROR_KINDS: usize = HttpError::ALL.len();
 
 /// Every `HttpError`, in the order of their counters.
-pub(crate) const ERRORS: [HttpError; ERROR_KINDS] = [
-    HttpError::Malformed,
-    HttpError::UriTooLong,
-    HttpError::HeadersTooLarge,
-    HttpError::TooManyHeaders,
-    HttpError::ObsFold,
-    HttpError::ContentLengthAndTransferEncoding,
-    HttpError::InvalidContentLength,
-    HttpError::ConflictingContentLength,
-    HttpError::InvalidTransferEncoding,
-    HttpError::UnsupportedTransferCoding,
-    HttpError::TransferEncodingInHttp10,
-    HttpError::MissingHost,
-    HttpError::DuplicateHost,
-    HttpError::MalformedChunk,
-    HttpError::BodyTooLarge,
-    HttpError::LengthRequired,
-    HttpError::InvalidTarget,
-    HttpError::MethodNotImplemented,
-    HttpError::VersionNotSupported,
-    HttpError::Timeout,
-];
+pub(crate) const ERRORS: [HttpError; ERROR_KINDS] = HttpError::ALL;
 
 /// The counter index of an error kind.
 pub(crate) fn error_index(e: HttpError) -> usize {
-    ERRORS.iter().position(|k| *k == e).unwrap_or(0)
+    e.index()
 }
 
 fn add(c: &Cell<u64>, n: u64) {

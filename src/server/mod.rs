@@ -103,6 +103,14 @@ pub enum ServerError {
     /// No core to run on.
     #[error("no cores to run shards on: {0}")]
     Cores(String),
+    /// A limit cannot be honoured (e.g. past what a request's 32-bit offsets address).
+    #[error("invalid value for {key}: {message}")]
+    Limits {
+        /// The key, e.g. `limits.max_body_bytes`.
+        key: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// A shard failed to start.
     #[error(transparent)]
     Shard(#[from] ShardStartError),
@@ -186,6 +194,7 @@ where
     /// Starts every shard and returns once all of them listen.
     pub fn start(self) -> Result<RunningServer, ServerError> {
         let cfg = self.config;
+        cfg.limits.validate().map_err(|e| ServerError::Limits { key: e.key, message: e.message })?;
         let cores = plan_cores(cfg.shards, cfg.cores.as_deref())?;
         let backend = backend::resolve(cfg.io_backend).map_err(ServerError::IoUringUnavailable)?;
         let listeners = listener::bind_reuseport(cfg.listen, cores.len(), cfg.backlog)
