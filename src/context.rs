@@ -593,6 +593,28 @@ impl Context {
 
     // ----- for the engine -----
 
+    /// Replaces whatever the chain wrote with the recovery answer: 500, a JSON error
+    /// body with the request id when one is known (and its `X-Request-Id` header).
+    pub(crate) fn answer_panic(&mut self) {
+        let id = self.values.get::<crate::middleware::RequestId>().copied();
+        let resp = self.resp.get_mut();
+        resp.reset_for_error(500);
+        resp.close = false;
+        resp.set_content_type(b"application/json");
+        resp.body.clear();
+        resp.body.extend_from_slice(br#"{"error":"internal server error""#);
+        if let Some(id) = id {
+            // Request ids are plain ASCII (`RequestId` refuses anything else).
+            resp.body.extend_from_slice(br#","request_id":""#);
+            resp.body.extend_from_slice(id.as_str().as_bytes());
+            resp.body.push(b'"');
+            resp.headers.extend_from_slice(b"X-Request-Id: ");
+            resp.headers.extend_from_slice(id.as_str().as_bytes());
+            resp.headers.extend_from_slice(b"\r\n");
+        }
+        resp.body.push(b'}');
+    }
+
     /// The current request's bytes (empty while the engine holds the buffer).
     pub(crate) fn req(&self) -> &[u8] {
         self.buf.get(self.base..).unwrap_or(&[])

@@ -58,6 +58,7 @@ pub(crate) struct ShardStats {
     pub(crate) background_started: Cell<u64>,
     pub(crate) background_rejected: Cell<u64>,
     pub(crate) background_panicked: Cell<u64>,
+    pub(crate) handler_panics: Cell<u64>,
     pub(crate) accept_errors: Cell<u64>,
     pub(crate) arena_abandoned: Cell<u64>,
     pub(crate) shard_restarts: Cell<u64>,
@@ -115,6 +116,7 @@ impl ShardStats {
         snap.background_started = self.background_started.get();
         snap.background_rejected = self.background_rejected.get();
         snap.background_panicked = self.background_panicked.get();
+        snap.handler_panics = self.handler_panics.get();
         snap.accept_errors = self.accept_errors.get();
         snap.arena_abandoned = self.arena_abandoned.get();
         snap.shard_restarts = self.shard_restarts.get();
@@ -146,6 +148,7 @@ pub(crate) struct Snapshot {
     pub(crate) background_started: u64,
     pub(crate) background_rejected: u64,
     pub(crate) background_panicked: u64,
+    pub(crate) handler_panics: u64,
     pub(crate) accept_errors: u64,
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,

@@ -90,7 +90,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 14] = [
+    let per_shard: [PerShard; 15] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -118,6 +118,12 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "counter",
             "Background tasks that ended in a panic (caught; the shard kept serving).",
             |s| s.background_panicked,
+        ),
+        (
+            "ringo_handler_panics_total",
+            "counter",
+            "Handler or middleware panics, answered 500 (the connection and shard kept serving).",
+            |s| s.handler_panics,
         ),
         ("ringo_accept_errors_total", "counter", "Failed accepts (EMFILE, ENFILE, ENOBUFS...).", |s| {
             s.accept_errors

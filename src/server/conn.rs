@@ -134,14 +134,16 @@ async fn serve_requests(
         let keep_alive = match outcome {
             Answered::Normal => finish_response(shard, conn, ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
-            Answered::Panicked => {
-                let resp = ctx.resp.get_mut();
-                if resp.streaming.is_none() {
-                    // The head is not out yet: answer 500. Mid-stream, only closing is left.
-                    resp.reset_for_error(500);
-                    finish_response(shard, conn, ctx, false);
-                }
+            Answered::Panicked if ctx.resp.get_mut().streaming.is_some() => {
+                // Mid-stream the head is out: only closing is left.
+                finish_response(shard, conn, ctx, false);
                 false
+            }
+            Answered::Panicked => {
+                // The head is not out yet and the body was read whole: answer 500 and
+                // keep the connection.
+                ctx.answer_panic();
+                finish_response(shard, conn, ctx, more_buffered)
             }
         };
         conn.transport.response_queued();
@@ -228,29 +230,47 @@ async fn run_route(route: &Route, ctx: &mut Context, arena: &FutureArena) -> Ans
         if let crate::handler::Endpoint::Sync(f) = &route.endpoint {
             return match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
                 Ok(()) => Answered::Normal,
-                Err(_) => panicked(ctx),
+                Err(panic) => panicked(ctx, &*panic),
             };
         }
     }
-    let shard_id = ctx.shard.id;
-    let mut chain = pin!(Next::new(&route.chain, &route.endpoint, arena).run(ctx));
-    let result =
+    let mut payload = None;
+    let finished = {
+        let mut chain = pin!(Next::new(&route.chain, &route.endpoint, arena).run(ctx));
         std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| chain.as_mut().poll(cx))) {
             Ok(Poll::Ready(())) => Poll::Ready(true),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(false),
+            Err(panic) => {
+                payload = Some(panic);
+                Poll::Ready(false)
+            }
         })
-        .await;
-    if result {
-        Answered::Normal
-    } else {
-        tracing::error!(shard = shard_id, "handler panicked; answering 500 and closing");
-        Answered::Panicked
+        .await
+    };
+    match payload {
+        Some(panic) if !finished => panicked(ctx, &*panic),
+        _ => Answered::Normal,
     }
 }
 
-fn panicked(ctx: &Context) -> Answered {
-    tracing::error!(shard = ctx.shard.id, path = ctx.path(), "handler panicked; answering 500 and closing");
+/// Recovery: logs a handler or middleware panic once, with what identifies the request.
+fn panicked(ctx: &Context, panic: &(dyn std::any::Any + Send)) -> Answered {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    let request_id = ctx.get::<crate::middleware::RequestId>().map(|id| id.as_str());
+    tracing::error!(
+        shard = ctx.shard.id,
+        route = ctx.full_path(),
+        path = ctx.path(),
+        request_id,
+        panic = message,
+        "handler panicked; answered 500"
+    );
+    let stats = &ctx.shard.stats;
+    stats.handler_panics.set(stats.handler_panics.get() + 1);
     Answered::Panicked
 }
 
