@@ -31,6 +31,8 @@ pub mod config;
 mod context;
 mod control;
 pub mod doctor;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod handler;
 pub mod http;
 mod metrics;
