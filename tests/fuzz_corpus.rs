@@ -72,16 +72,10 @@ fn decode_corpus() {
     replay("decode", decode::run);
 }
 
-/// Today's decoder is more lenient than RFC 9112's grammar: it must agree where the
-/// strict reference accepts, and be the same whatever the cuts.
+/// The decoder agrees exactly with the strict RFC 9112 §7.1 reference (the seeds hold
+/// the cases the old decoder was lenient on), whatever the cuts.
 #[test]
-fn chunked_corpus_where_the_reference_accepts() {
-    count_panics();
-    replay("chunked", |data| chunked::run(data, false));
-}
-
-#[test]
-#[ignore = "until the chunked decoder is strict to RFC 9112 section 7.1"]
 fn chunked_corpus_strict() {
+    count_panics();
     replay("chunked", |data| chunked::run(data, true));
 }

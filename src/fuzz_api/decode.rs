@@ -14,7 +14,7 @@ use crate::Context;
 use crate::context::RouteMeta;
 use crate::http::Limits;
 use crate::http::request::Span;
-use crate::server::shard::ShardLocal;
+use crate::shard_handle::ShardHandle;
 
 /// At most this many keys are looked up per input (each lookup scans the query).
 pub const MAX_KEYS: usize = 32;
@@ -24,7 +24,7 @@ const NAMES: [&str; MAX_PARAMS] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7
 
 thread_local! {
     static CTX: RefCell<Context> =
-        RefCell::new(Context::new(ShardLocal::new(0, Limits::default(), 0), Vec::new(), Vec::new()));
+        RefCell::new(Context::new(ShardHandle::new(0, Limits::default(), 0)));
 }
 
 /// Runs one input; `Err` says which property broke.
