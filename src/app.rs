@@ -36,12 +36,23 @@ pub fn default_app() -> Result<Router, RouteError> {
     Ok(r)
 }
 
-/// The default app with the default middleware stack: request ids and the access log
-/// (`ringo serve --stack default`).
+/// The default app with the default middleware stack (Gin's `gin.Default()`): request
+/// ids and JSON access lines to stdout. Recovery is built into the engine: a panic is
+/// always a JSON 500 that names the request.
 pub fn default_app_with_stack() -> Result<Router, RouteError> {
+    default_app_with_access_log(&crate::access_log::AccessLogSink::stdout(), Default::default(), 1)
+}
+
+/// The default stack with the access log written to `sink` in `format`, one request in
+/// `sample_every` (what `ringo serve --stack default` builds from `[access_log]`).
+pub fn default_app_with_access_log(
+    sink: &crate::access_log::AccessLogSink,
+    format: crate::access_log::AccessLogFormat,
+    sample_every: u32,
+) -> Result<Router, RouteError> {
     let mut r = default_app()?;
     r.middleware(crate::middleware::request_id());
-    r.middleware(crate::middleware::logger());
+    r.middleware(crate::middleware::logger_with(sink, format, sample_every));
     Ok(r)
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access_log::{AccessLogFormat, LogOutput};
 use crate::http::Limits;
 use crate::server::{IoBackend, ServerConfig, ShardDeathPolicy};
 
@@ -84,6 +85,35 @@ impl Default for ServerSection {
     }
 }
 
+/// The `[access_log]` table: what the `default` stack's access log writes, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// `json` (one object per line) or `combined` (Apache/nginx combined plus ringo's fields).
+    pub format: AccessLogFormat,
+    /// A file to append to (reopened on SIGHUP, for logrotate); empty: stdout.
+    pub path: String,
+    /// Log one request in this many (5xx always); 1 logs every request.
+    pub sample_every: u32,
+}
+
+impl Default for AccessLogSection {
+    fn default() -> Self {
+        AccessLogSection { format: AccessLogFormat::Json, path: String::new(), sample_every: 1 }
+    }
+}
+
+impl AccessLogSection {
+    /// Where the lines go.
+    pub fn output(&self) -> LogOutput {
+        if self.path.trim().is_empty() {
+            LogOutput::Stdout
+        } else {
+            LogOutput::File(self.path.clone().into())
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +122,8 @@ pub struct Config {
     pub server: ServerSection,
     /// Request limits and timeouts.
     pub limits: Limits,
+    /// The access log of the `default` stack.
+    pub access_log: AccessLogSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -152,10 +184,7 @@ impl Config {
         for (var, value) in env {
             let Some(key) = var.strip_prefix("RINGO_") else { continue };
             let key = key.to_ascii_lowercase();
-            let (section, field) = match key.strip_prefix("limits_") {
-                Some(field) => ("limits", field.to_owned()),
-                None => ("server", key),
-            };
+            let (section, field) = env_key(&key);
             let Some(toml::Value::Table(t)) = table.get_mut(section) else { continue };
             if !t.contains_key(&field) {
                 // Not a setting (a tool's variable, or a typo): see `unknown_env_vars`.
@@ -194,10 +223,7 @@ impl Config {
                 continue;
             }
             let key = key.to_ascii_lowercase();
-            let (section, field) = match key.strip_prefix("limits_") {
-                Some(field) => ("limits", field.to_owned()),
-                None => ("server", key),
-            };
+            let (section, field) = env_key(&key);
             let known =
                 matches!(defaults.get(section), Some(toml::Value::Table(t)) if t.contains_key(&field));
             if !known {
@@ -252,6 +278,17 @@ impl Config {
             on_shard_death: s.on_shard_death,
         })
     }
+}
+
+/// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
+/// `limits_*` and `access_log_*` name their tables, anything else `[server]`.
+fn env_key(key: &str) -> (&'static str, String) {
+    for table in ["limits", "access_log"] {
+        if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
+            return (table, field.to_owned());
+        }
+    }
+    ("server", key.to_owned())
 }
 
 /// Parses a core list such as `0-3,6` (ranges inclusive).

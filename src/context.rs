@@ -305,6 +305,15 @@ impl Context {
             .and_then(|(_, v)| std::str::from_utf8(v.get(self.req())).ok())
     }
 
+    /// The raw bytes of the first request header named `name` (case-insensitive).
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .headers
+            .iter()
+            .find(|(n, _)| n.get(self.req()).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.get(self.req()))
+    }
+
     /// Every request header as (name, raw value), in arrival order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.head

@@ -23,6 +23,7 @@
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod access_log;
 mod app;
 mod arena;
 #[doc(hidden)]
@@ -49,7 +50,7 @@ mod transport;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use app::{default_app, default_app_with_stack};
+pub use app::{default_app, default_app_with_access_log, default_app_with_stack};
 pub use context::{BindError, Context, HeaderError, SpawnError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};

@@ -139,11 +139,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let factory = match cfg.server.stack {
-        Stack::Bare => ringo::default_app,
-        Stack::Default => ringo::default_app_with_stack,
+    let outcome = match cfg.server.stack {
+        Stack::Bare => Server::new(ringo::default_app).config(server_cfg).run(),
+        Stack::Default => {
+            let log = &cfg.access_log;
+            let sink = match ringo::access_log::AccessLogSink::start(log.output()) {
+                Ok(sink) => sink,
+                Err(e) => {
+                    eprintln!("ringo: cannot start the access log ({:?}): {e}", log.output());
+                    return ExitCode::from(1);
+                }
+            };
+            let (format, every) = (log.format, log.sample_every);
+            let app_sink = sink.clone();
+            let factory = move || ringo::default_app_with_access_log(&app_sink, format, every);
+            let outcome = Server::new(factory).config(server_cfg).run();
+            // The shards are gone and handed over their last lines: write them out.
+            sink.drain(std::time::Duration::from_secs(2));
+            outcome
+        }
     };
-    match Server::new(factory).config(server_cfg).run() {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ringo::ServerError::Abandoned(_)) => {
             eprintln!("ringo: {e}");

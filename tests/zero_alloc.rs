@@ -10,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::{BACKENDS, Raw};
+use ringo::access_log::{AccessLogFormat, AccessLogSink, LogOutput};
 use ringo::{Context, Limits, RouteError, Router, Server, ServerConfig};
 
 struct Counting;
@@ -54,9 +55,15 @@ fn app_with_probe() -> Result<Router, RouteError> {
     probed(ringo::default_app()?)
 }
 
-/// The default app with the `default` stack (request id + access log), plus the probe.
+/// The default app with the `default` stack (request id + an access log that writes
+/// JSON lines to a file), plus the probe.
 fn default_stack_with_probe() -> Result<Router, RouteError> {
-    probed(ringo::default_app_with_stack()?)
+    static SINK: std::sync::OnceLock<AccessLogSink> = std::sync::OnceLock::new();
+    let sink = SINK.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("ringo-zero-alloc-{}.log", std::process::id()));
+        AccessLogSink::start(LogOutput::File(path)).expect("access-log writer starts")
+    });
+    probed(ringo::default_app_with_access_log(sink, AccessLogFormat::Json, 1)?)
 }
 
 fn probed(mut r: Router) -> Result<Router, RouteError> {

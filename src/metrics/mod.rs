@@ -59,6 +59,8 @@ pub(crate) struct ShardStats {
     pub(crate) background_rejected: Cell<u64>,
     pub(crate) background_panicked: Cell<u64>,
     pub(crate) handler_panics: Cell<u64>,
+    pub(crate) access_log_lines: Cell<u64>,
+    pub(crate) access_log_dropped: Cell<u64>,
     pub(crate) accept_errors: Cell<u64>,
     pub(crate) arena_abandoned: Cell<u64>,
     pub(crate) shard_restarts: Cell<u64>,
@@ -117,6 +119,8 @@ impl ShardStats {
         snap.background_rejected = self.background_rejected.get();
         snap.background_panicked = self.background_panicked.get();
         snap.handler_panics = self.handler_panics.get();
+        snap.access_log_lines = self.access_log_lines.get();
+        snap.access_log_dropped = self.access_log_dropped.get();
         snap.accept_errors = self.accept_errors.get();
         snap.arena_abandoned = self.arena_abandoned.get();
         snap.shard_restarts = self.shard_restarts.get();
@@ -149,6 +153,8 @@ pub(crate) struct Snapshot {
     pub(crate) background_rejected: u64,
     pub(crate) background_panicked: u64,
     pub(crate) handler_panics: u64,
+    pub(crate) access_log_lines: u64,
+    pub(crate) access_log_dropped: u64,
     pub(crate) accept_errors: u64,
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,

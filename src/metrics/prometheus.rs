@@ -90,7 +90,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 15] = [
+    let per_shard: [PerShard; 17] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -124,6 +124,13 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "counter",
             "Handler or middleware panics, answered 500 (the connection and shard kept serving).",
             |s| s.handler_panics,
+        ),
+        ("ringo_access_log_lines_total", "counter", "Access-log lines formatted.", |s| s.access_log_lines),
+        (
+            "ringo_access_log_dropped_total",
+            "counter",
+            "Access-log lines dropped because the writer fell behind (requests were not slowed).",
+            |s| s.access_log_dropped,
         ),
         ("ringo_accept_errors_total", "counter", "Failed accepts (EMFILE, ENFILE, ENOBUFS...).", |s| {
             s.accept_errors

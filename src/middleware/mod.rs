@@ -12,7 +12,7 @@
 mod logger;
 mod request_id;
 
-pub use logger::logger;
+pub use logger::{Logger, logger, logger_with};
 pub use request_id::{RequestId, request_id};
 
 use std::future::Future;

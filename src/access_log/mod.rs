@@ -1,0 +1,272 @@
+//! The access log: one structured line per request, formatted on the shard into the
+//! shard's own buffer and written off the request path by one writer thread.
+//!
+//! ```text
+//!  shard 0: logger ─ format line ─▶ buffer ─(full, or every 100 ms)─▶ channel ─┐
+//!  shard 1: logger ─ format line ─▶ buffer ─────────────────────────▶ channel ─┤
+//!                                                          writer thread ◀─────┘ write(2), recycle
+//! ```
+//!
+//! Formats ([`AccessLogFormat`]):
+//!
+//! - `json`: `{"time":"2026-11-30T19:02:03.123Z","shard":0,"method":"GET",
+//!   "route":"/users/:id","path":"/users/42","status":200,"bytes":12,"duration_us":35,
+//!   "request_id":"…","client":"127.0.0.1:5555"}`
+//! - `combined`: Apache/nginx combined, then ringo's fields:
+//!   `127.0.0.1 - - [30/Nov/2026:19:02:03 +0000] "GET /users/42 HTTP/1.1" 200 12 "-"
+//!   "curl/8.5" rt=0.000035 shard=0 route=/users/:id rid=…`
+//!
+//! Everything the client controls (path, query, referer, user agent, request id) is
+//! escaped: JSON strings by serde_json, the combined format's quoted fields as `\xHH`
+//! for `"`, `\` and control bytes (as nginx does), so a line can never be split or
+//! forged by a request.
+//!
+//! Owns line formats and the writer ([`sink`]); the middleware that feeds it is
+//! `middleware::logger`.
+
+pub(crate) mod sink;
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use sink::{AccessLogSink, LogOutput};
+
+/// How each access-log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Apache/nginx "combined", followed by `rt=` `shard=` `route=` `rid=`.
+    Combined,
+}
+
+/// What one line says about one request.
+pub(crate) struct Entry<'a> {
+    pub(crate) time: SystemTime,
+    pub(crate) shard: usize,
+    pub(crate) method: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) minor_version: u8,
+    pub(crate) status: u16,
+    pub(crate) bytes: usize,
+    pub(crate) duration_us: u64,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) client: Option<std::net::SocketAddr>,
+    pub(crate) referer: Option<&'a [u8]>,
+    pub(crate) user_agent: Option<&'a [u8]>,
+}
+
+/// Appends `entry` as one line (ending in `\n`) to `out`.
+pub(crate) fn write_line(out: &mut Vec<u8>, format: AccessLogFormat, entry: &Entry<'_>) {
+    match format {
+        AccessLogFormat::Json => write_json(out, entry),
+        AccessLogFormat::Combined => write_combined(out, entry),
+    }
+    out.push(b'\n');
+}
+
+fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(&rfc3339_millis(e.time));
+    out.extend_from_slice(b"\",\"shard\":");
+    out.extend_from_slice(num.format(e.shard).as_bytes());
+    out.extend_from_slice(b",\"method\":\"");
+    out.extend_from_slice(e.method.as_bytes()); // a method is a token: nothing to escape
+    out.extend_from_slice(b"\",\"route\":");
+    json_string(out, e.route);
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, e.path);
+    if !e.query.is_empty() {
+        out.extend_from_slice(b",\"query\":");
+        json_string(out, e.query);
+    }
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(num.format(e.status).as_bytes());
+    out.extend_from_slice(b",\"bytes\":");
+    out.extend_from_slice(num.format(e.bytes).as_bytes());
+    out.extend_from_slice(b",\"duration_us\":");
+    out.extend_from_slice(num.format(e.duration_us).as_bytes());
+    if let Some(id) = e.request_id {
+        out.extend_from_slice(b",\"request_id\":");
+        json_string(out, id);
+    }
+    if let Some(client) = e.client {
+        out.extend_from_slice(b",\"client\":\"");
+        let _ = write!(out, "{client}");
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
+
+/// A JSON string literal (serde_json's escaping; no allocation).
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
+    match e.client {
+        Some(c) => {
+            let _ = write!(out, "{}", c.ip());
+        }
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(&clf_time(e.time));
+    out.extend_from_slice(b"] \"");
+    out.extend_from_slice(e.method.as_bytes());
+    out.push(b' ');
+    escaped(out, e.path.as_bytes());
+    if !e.query.is_empty() {
+        out.push(b'?');
+        escaped(out, e.query.as_bytes());
+    }
+    out.extend_from_slice(if e.minor_version == 0 { b" HTTP/1.0\" " } else { b" HTTP/1.1\" " });
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(num.format(e.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(num.format(e.bytes).as_bytes());
+    out.extend_from_slice(b" \"");
+    escaped(out, e.referer.unwrap_or(b"-"));
+    out.extend_from_slice(b"\" \"");
+    escaped(out, e.user_agent.unwrap_or(b"-"));
+    out.extend_from_slice(b"\" rt=");
+    let _ = write!(out, "{}.{:06}", e.duration_us / 1_000_000, e.duration_us % 1_000_000);
+    out.extend_from_slice(b" shard=");
+    out.extend_from_slice(num.format(e.shard).as_bytes());
+    out.extend_from_slice(b" route=");
+    out.extend_from_slice(if e.route.is_empty() { b"-" } else { e.route.as_bytes() });
+    out.extend_from_slice(b" rid=");
+    match e.request_id {
+        Some(id) => escaped(out, id.as_bytes()),
+        None => out.push(b'-'),
+    }
+}
+
+/// Client-controlled bytes in the combined format: `"`, `\`, controls, space-free
+/// tokens kept, and bytes over 0x7e as `\xHH` (nginx's escaping).
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Broken-down UTC time: (year, month, day, hour, minute, second, millisecond).
+fn utc(time: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400) as u32;
+    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60, since.subsec_millis())
+}
+
+/// `2026-11-30T19:02:03.123Z`.
+fn rfc3339_millis(time: SystemTime) -> [u8; 24] {
+    let (y, mo, d, h, mi, s, ms) = utc(time);
+    let mut buf = [0u8; 24];
+    let _ = write!(&mut buf[..], "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
+    buf
+}
+
+/// `30/Nov/2026:19:02:03 +0000`.
+fn clf_time(time: SystemTime) -> [u8; 26] {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, mo, d, h, mi, s, _) = utc(time);
+    let mut buf = [0u8; 26];
+    let month = MONTHS[(mo as usize).clamp(1, 12) - 1];
+    let _ = write!(&mut buf[..], "{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000");
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn times_render_in_utc() {
+        assert_eq!(&rfc3339_millis(at(0, 0)), b"1970-01-01T00:00:00.000Z");
+        // 2026-11-30 19:02:03.123 UTC
+        assert_eq!(&rfc3339_millis(at(1_796_065_323, 123)), b"2026-11-30T19:02:03.123Z");
+        // A leap day.
+        assert_eq!(&rfc3339_millis(at(951_782_400, 5)), b"2000-02-29T00:00:00.005Z");
+        assert_eq!(&clf_time(at(1_796_065_323, 0)), b"30/Nov/2026:19:02:03 +0000");
+    }
+
+    fn entry<'a>(path: &'a str, ua: Option<&'a [u8]>) -> Entry<'a> {
+        Entry {
+            time: at(1_796_065_323, 123),
+            shard: 1,
+            method: "GET",
+            route: "/users/:id",
+            path,
+            query: "",
+            minor_version: 1,
+            status: 200,
+            bytes: 12,
+            duration_us: 35,
+            request_id: Some("abc-1"),
+            client: Some("127.0.0.1:5555".parse().expect("addr")),
+            referer: None,
+            user_agent: ua,
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_and_escape_what_the_client_sent() {
+        let mut out = Vec::new();
+        write_line(&mut out, AccessLogFormat::Json, &entry("/users/a\"b\\c", None));
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
+        assert_eq!(v["path"], "/users/a\"b\\c");
+        assert_eq!(v["route"], "/users/:id");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["request_id"], "abc-1");
+        assert_eq!(v["client"], "127.0.0.1:5555");
+        assert_eq!(v["time"], "2026-11-30T19:02:03.123Z");
+    }
+
+    #[test]
+    fn combined_lines_cannot_be_split_or_forged() {
+        let mut out = Vec::new();
+        let ua: &[u8] = b"evil\"\r\n127.0.0.1 - - forged";
+        write_line(&mut out, AccessLogFormat::Combined, &entry("/users/42", Some(ua)));
+        let line = String::from_utf8(out).expect("ascii");
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.starts_with("127.0.0.1 - - [30/Nov/2026:19:02:03 +0000] \"GET /users/42 HTTP/1.1\" 200 12 \"-\" \"evil\\x22\\x0D\\x0A127.0.0.1 - - forged\""), "{line}");
+        assert!(line.ends_with("rt=0.000035 shard=1 route=/users/:id rid=abc-1\n"), "{line}");
+    }
+}
