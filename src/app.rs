@@ -37,7 +37,7 @@ pub fn default_app() -> Result<Router, RouteError> {
 }
 
 /// The default app with the default middleware stack (Gin's `gin.Default()`): request
-/// ids and JSON access lines to stdout. Recovery is built into the engine: a panic is
+/// ids, trace context, and JSON access lines to stdout. Recovery is built into the engine: a panic is
 /// always a JSON 500 that names the request.
 pub fn default_app_with_stack() -> Result<Router, RouteError> {
     default_app_with_access_log(&crate::access_log::AccessLogSink::stdout(), Default::default(), 1)
@@ -52,6 +52,7 @@ pub fn default_app_with_access_log(
 ) -> Result<Router, RouteError> {
     let mut r = default_app()?;
     r.middleware(crate::middleware::request_id());
+    r.middleware(crate::middleware::trace_context());
     r.middleware(crate::middleware::logger_with(sink, format, sample_every));
     Ok(r)
 }

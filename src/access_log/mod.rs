@@ -11,10 +11,10 @@
 //!
 //! - `json`: `{"time":"2026-11-30T19:02:03.123Z","shard":0,"method":"GET",
 //!   "route":"/users/:id","path":"/users/42","status":200,"bytes":12,"duration_us":35,
-//!   "request_id":"…","client":"127.0.0.1:5555"}`
+//!   "request_id":"…","trace_id":"…","client":"127.0.0.1:5555"}`
 //! - `combined`: Apache/nginx combined, then ringo's fields:
 //!   `127.0.0.1 - - [30/Nov/2026:19:02:03 +0000] "GET /users/42 HTTP/1.1" 200 12 "-"
-//!   "curl/8.5" rt=0.000035 shard=0 route=/users/:id rid=…`
+//!   "curl/8.5" rt=0.000035 shard=0 route=/users/:id rid=… tid=…`
 //!
 //! Everything the client controls (path, query, referer, user agent, request id) is
 //! escaped: JSON strings by serde_json, the combined format's quoted fields as `\xHH`
@@ -57,6 +57,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) bytes: usize,
     pub(crate) duration_us: u64,
     pub(crate) request_id: Option<&'a str>,
+    /// 32 lowercase hex digits, when the request carries a trace context.
+    pub(crate) trace_id: Option<[u8; 32]>,
     pub(crate) client: Option<std::net::SocketAddr>,
     pub(crate) referer: Option<&'a [u8]>,
     pub(crate) user_agent: Option<&'a [u8]>,
@@ -96,6 +98,11 @@ fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
     if let Some(id) = e.request_id {
         out.extend_from_slice(b",\"request_id\":");
         json_string(out, id);
+    }
+    if let Some(trace) = &e.trace_id {
+        out.extend_from_slice(b",\"trace_id\":\"");
+        out.extend_from_slice(trace);
+        out.push(b'"');
     }
     if let Some(client) = e.client {
         out.extend_from_slice(b",\"client\":\"");
@@ -147,6 +154,11 @@ fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.extend_from_slice(b" rid=");
     match e.request_id {
         Some(id) => escaped(out, id.as_bytes()),
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" tid=");
+    match &e.trace_id {
+        Some(trace) => out.extend_from_slice(trace),
         None => out.push(b'-'),
     }
 }
@@ -239,6 +251,7 @@ mod tests {
             bytes: 12,
             duration_us: 35,
             request_id: Some("abc-1"),
+            trace_id: None,
             client: Some("127.0.0.1:5555".parse().expect("addr")),
             referer: None,
             user_agent: ua,
@@ -267,6 +280,6 @@ mod tests {
         let line = String::from_utf8(out).expect("ascii");
         assert_eq!(line.matches('\n').count(), 1, "{line}");
         assert!(line.starts_with("127.0.0.1 - - [30/Nov/2026:19:02:03 +0000] \"GET /users/42 HTTP/1.1\" 200 12 \"-\" \"evil\\x22\\x0D\\x0A127.0.0.1 - - forged\""), "{line}");
-        assert!(line.ends_with("rt=0.000035 shard=1 route=/users/:id rid=abc-1\n"), "{line}");
+        assert!(line.ends_with("rt=0.000035 shard=1 route=/users/:id rid=abc-1 tid=-\n"), "{line}");
     }
 }

@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Middleware, Next, RequestId};
+use super::{Middleware, Next, RequestId, TraceContext};
 use crate::access_log::sink::{self, ShardChannel};
 use crate::access_log::{AccessLogFormat, AccessLogSink, Entry};
 use crate::context::Context;
@@ -156,6 +156,7 @@ impl Middleware for Logger {
             bytes: c.resp.borrow().body.len(),
             duration_us: start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
             request_id: c.get::<RequestId>().map(RequestId::as_str),
+            trace_id: c.get::<TraceContext>().map(TraceContext::trace_id_hex),
             client: c.client_addr(),
             referer: c.header_bytes("referer"),
             user_agent: c.header_bytes("user-agent"),

@@ -11,9 +11,13 @@
 
 mod logger;
 mod request_id;
+mod response_time;
+mod trace;
 
 pub use logger::{Logger, logger, logger_with};
 pub use request_id::{RequestId, request_id};
+pub use response_time::{ResponseTime, response_time};
+pub use trace::{TraceContext, TraceContextMiddleware, trace_context};
 
 use std::future::Future;
 use std::rc::Rc;
