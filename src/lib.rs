@@ -38,6 +38,7 @@ mod handler;
 pub mod http;
 mod metrics;
 pub mod middleware;
+mod ratelimit;
 mod router;
 mod server;
 mod shard_handle;

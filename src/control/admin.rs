@@ -338,6 +338,7 @@ mod tests {
             rate: vec![0.0],
             stalled: vec![false],
             dead: vec![false],
+            limiters: super::super::budgets::LimiterBoard::default(),
             spec_shards: 1,
             backend: "test",
             stall_after: Duration::from_secs(2),

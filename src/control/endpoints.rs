@@ -71,7 +71,9 @@ fn metrics(state: &State) -> Reply {
     let snaps: Vec<Snapshot> = state.latest.iter().flatten().cloned().collect();
     let ages: Vec<f64> =
         state.heartbeat_ages().iter().map(|a| a.map_or(f64::INFINITY, |d| d.as_secs_f64())).collect();
+    let limiters: Vec<String> = state.limiters.limiters.iter().map(|l| l.name.clone()).collect();
     let body = prometheus::render(&Exposition {
+        limiters: &limiters,
         shards: &snaps,
         routes: &state.routes,
         backend: state.backend,

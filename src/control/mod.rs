@@ -13,6 +13,7 @@
 //! admin client can hold back the heartbeats or snapshot recycling.
 
 mod admin;
+pub(crate) mod budgets;
 mod endpoints;
 
 use std::net::TcpListener;
@@ -93,6 +94,8 @@ pub(crate) enum ShardReport {
     Snapshot(Snapshot),
     /// The shard's thread died (its next snapshot, if it is restarted, revives it).
     Died { shard: usize },
+    /// The global rate limiters the shard's factory built, in order (sent once).
+    Limiters { limiters: Vec<budgets::LimiterSpec> },
 }
 
 /// A shard's end of the control channels.
@@ -100,6 +103,8 @@ pub(crate) enum ShardReport {
 pub(crate) struct ShardLink {
     pub(crate) reports: Sender<ShardReport>,
     pub(crate) recycled: Receiver<Snapshot>,
+    /// New shares of the global rate limiters, from the control thread.
+    pub(crate) budgets: Receiver<budgets::Budget>,
     pub(crate) started: Instant,
 }
 
@@ -135,6 +140,7 @@ pub(crate) struct ControlSpec {
     pub(crate) lifecycle: LifecycleCell,
     pub(crate) reports: Receiver<ShardReport>,
     pub(crate) recycle: Vec<Sender<Snapshot>>,
+    pub(crate) budgets: Vec<Sender<budgets::Budget>>,
     pub(crate) started: Instant,
 }
 
@@ -144,20 +150,27 @@ pub(crate) struct Control {
     pub(crate) thread: JoinHandle<()>,
 }
 
-/// Channels for `shards` shards: the control thread's spec parts and each shard's link.
-pub(crate) fn channels(
-    shards: usize,
-    started: Instant,
-) -> (Receiver<ShardReport>, Vec<Sender<Snapshot>>, Vec<ShardLink>) {
+/// The control thread's ends of the channels to the shards.
+pub(crate) struct ControlEnds {
+    pub(crate) reports: Receiver<ShardReport>,
+    pub(crate) recycle: Vec<Sender<Snapshot>>,
+    pub(crate) budgets: Vec<Sender<budgets::Budget>>,
+}
+
+/// Channels for `shards` shards: the control thread's ends and each shard's link.
+pub(crate) fn channels(shards: usize, started: Instant) -> (ControlEnds, Vec<ShardLink>) {
     let (tx, rx) = crossbeam_channel::bounded(shards * 8 + 8);
     let mut recycle = Vec::with_capacity(shards);
+    let mut budgets = Vec::with_capacity(shards);
     let mut links = Vec::with_capacity(shards);
     for _ in 0..shards {
         let (rtx, rrx) = crossbeam_channel::bounded(4);
+        let (btx, brx) = crossbeam_channel::bounded(64);
         recycle.push(rtx);
-        links.push(ShardLink { reports: tx.clone(), recycled: rrx, started });
+        budgets.push(btx);
+        links.push(ShardLink { reports: tx.clone(), recycled: rrx, budgets: brx, started });
     }
-    (rx, recycle, links)
+    (ControlEnds { reports: rx, recycle, budgets }, links)
 }
 
 /// Starts the control thread on `core` (when given).
@@ -183,6 +196,8 @@ pub(crate) struct State {
     pub(crate) stalled: Vec<bool>,
     /// Shards whose thread died and has not reported since.
     pub(crate) dead: Vec<bool>,
+    /// Global rate limiters: demand per shard, shares sent.
+    pub(crate) limiters: budgets::LimiterBoard,
     pub(crate) spec_shards: usize,
     pub(crate) backend: &'static str,
     pub(crate) stall_after: Duration,
@@ -198,6 +213,9 @@ impl State {
                     *slot = routes;
                 }
             }
+            ShardReport::Limiters { limiters } => {
+                self.limiters.declare(self.spec_shards, limiters);
+            }
             ShardReport::Died { shard } => {
                 if let Some(dead) = self.dead.get_mut(shard) {
                     *dead = true;
@@ -209,6 +227,7 @@ impl State {
                 if let Some(dead) = self.dead.get_mut(shard) {
                     *dead = false;
                 }
+                self.limiters.absorb(&snap);
                 let Some(slot) = self.latest.get_mut(shard) else { return };
                 if let Some(prev) = slot.take() {
                     let dt = snap.taken_ms.saturating_sub(prev.taken_ms) as f64 / 1000.0;
@@ -270,7 +289,8 @@ impl State {
 }
 
 fn run(spec: ControlSpec) {
-    let ControlSpec { admin, shards, backend, stall_after, lifecycle, reports, recycle, started } = spec;
+    let ControlSpec { admin, shards, backend, stall_after, lifecycle, reports, recycle, budgets, started } =
+        spec;
     let mut admin = match admin::Admin::new(admin) {
         Ok(admin) => Some(admin),
         Err(e) => {
@@ -284,6 +304,7 @@ fn run(spec: ControlSpec) {
         rate: vec![0.0; shards],
         stalled: vec![false; shards],
         dead: vec![false; shards],
+        limiters: budgets::LimiterBoard::default(),
         spec_shards: shards,
         backend,
         stall_after,
@@ -307,6 +328,7 @@ fn run(spec: ControlSpec) {
             }
         }
         state.watch();
+        state.limiters.rebalance(&budgets);
         if let Some(admin) = admin.as_mut() {
             admin.turn(&state, Instant::now());
         }

@@ -61,6 +61,8 @@ pub(crate) struct ShardStats {
     pub(crate) handler_panics: Cell<u64>,
     pub(crate) access_log_lines: Cell<u64>,
     pub(crate) access_log_dropped: Cell<u64>,
+    pub(crate) rate_limited: Cell<u64>,
+    pub(crate) rate_limit_evictions: Cell<u64>,
     pub(crate) accept_errors: Cell<u64>,
     pub(crate) arena_abandoned: Cell<u64>,
     pub(crate) shard_restarts: Cell<u64>,
@@ -121,6 +123,8 @@ impl ShardStats {
         snap.handler_panics = self.handler_panics.get();
         snap.access_log_lines = self.access_log_lines.get();
         snap.access_log_dropped = self.access_log_dropped.get();
+        snap.rate_limited = self.rate_limited.get();
+        snap.rate_limit_evictions = self.rate_limit_evictions.get();
         snap.accept_errors = self.accept_errors.get();
         snap.arena_abandoned = self.arena_abandoned.get();
         snap.shard_restarts = self.shard_restarts.get();
@@ -131,6 +135,17 @@ impl ShardStats {
         snap.routes.clear();
         snap.routes.extend(self.routes.iter().map(|r| std::array::from_fn(|i| r.by_class[i].get())));
     }
+}
+
+/// One global rate limiter's counters on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct LimiterUsage {
+    /// Requests that arrived (admitted or refused), since the shard started.
+    pub(crate) demand: u64,
+    /// Of those, refused.
+    pub(crate) refused: u64,
+    /// The shard's share of the limiter's rate now (requests per second).
+    pub(crate) share: f64,
 }
 
 /// A shard's counters at one moment: plain data, sent to the control thread.
@@ -155,6 +170,8 @@ pub(crate) struct Snapshot {
     pub(crate) handler_panics: u64,
     pub(crate) access_log_lines: u64,
     pub(crate) access_log_dropped: u64,
+    pub(crate) rate_limited: u64,
+    pub(crate) rate_limit_evictions: u64,
     pub(crate) accept_errors: u64,
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,
@@ -162,6 +179,8 @@ pub(crate) struct Snapshot {
     pub(crate) latency_sum_us: u64,
     /// Per route slot: responses by status class.
     pub(crate) routes: Vec<[u64; 5]>,
+    /// Per global rate limiter, in declaration order.
+    pub(crate) limiters: Vec<LimiterUsage>,
 }
 
 impl Snapshot {

@@ -20,6 +20,8 @@ pub(crate) struct Exposition<'a> {
     pub(crate) heartbeat_age_s: &'a [f64],
     /// 1 while ready.
     pub(crate) ready: bool,
+    /// The global rate limiters' names, in the order of `Snapshot::limiters`.
+    pub(crate) limiters: &'a [String],
 }
 
 /// A per-shard series: name, type, help, and how to read it from a snapshot.
@@ -90,7 +92,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 17] = [
+    let per_shard: [PerShard; 19] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -132,6 +134,15 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "Access-log lines dropped because the writer fell behind (requests were not slowed).",
             |s| s.access_log_dropped,
         ),
+        ("ringo_rate_limited_total", "counter", "Requests refused with 429 by a rate limit.", |s| {
+            s.rate_limited
+        }),
+        (
+            "ringo_rate_limit_evictions_total",
+            "counter",
+            "Client keys evicted from a full per-client rate-limit table.",
+            |s| s.rate_limit_evictions,
+        ),
         ("ringo_accept_errors_total", "counter", "Failed accepts (EMFILE, ENFILE, ENOBUFS...).", |s| {
             s.accept_errors
         }),
@@ -168,6 +179,37 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
                 s.shard,
                 ERRORS[i].kind()
             );
+        }
+    }
+    if !e.limiters.is_empty() {
+        type PerLimiter = (&'static str, &'static str, &'static str, fn(&super::LimiterUsage) -> f64);
+        let per_limiter: [PerLimiter; 3] = [
+            (
+                "ringo_rate_limit_share",
+                "gauge",
+                "This shard's share of a global rate limit (requests/s).",
+                |u| u.share,
+            ),
+            ("ringo_rate_limit_demand_total", "counter", "Requests that reached a global rate limit.", |u| {
+                u.demand as f64
+            }),
+            ("ringo_rate_limit_refused_total", "counter", "Requests a global rate limit refused.", |u| {
+                u.refused as f64
+            }),
+        ];
+        for (name, kind, help, get) in per_limiter {
+            header(&mut out, name, kind, help);
+            for s in e.shards {
+                for (limiter, usage) in e.limiters.iter().zip(&s.limiters) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{shard=\"{}\",limiter=\"{}\"}} {}",
+                        s.shard,
+                        escape(limiter),
+                        get(usage)
+                    );
+                }
+            }
         }
     }
     header(&mut out, "ringo_shard_heartbeat_age_seconds", "gauge", "Seconds since the shard last reported.");

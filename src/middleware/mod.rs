@@ -10,11 +10,13 @@
 //! [`Router`]: crate::Router
 
 mod logger;
+mod rate_limit;
 mod request_id;
 mod response_time;
 mod trace;
 
 pub use logger::{Logger, logger, logger_with};
+pub use rate_limit::RateLimit;
 pub use request_id::{RequestId, request_id};
 pub use response_time::{ResponseTime, response_time};
 pub use trace::{TraceContext, TraceContextMiddleware, trace_context};

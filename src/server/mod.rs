@@ -204,7 +204,7 @@ where
         let stop = Arc::new(AtomicBool::new(false));
         let lifecycle = LifecycleCell::default();
         let started = Instant::now();
-        let (reports, recycle, links) = control::channels(cores.len(), started);
+        let (ends, links) = control::channels(cores.len(), started);
         let control = match cfg.admin {
             Some(admin_addr) => {
                 let admin = std::net::TcpListener::bind(admin_addr)
@@ -218,8 +218,9 @@ where
                     backend: backend.as_str(),
                     stall_after: cfg.stall_threshold,
                     lifecycle: lifecycle.clone(),
-                    reports,
-                    recycle,
+                    reports: ends.reports,
+                    recycle: ends.recycle,
+                    budgets: ends.budgets,
                     started,
                 };
                 let handle = control::spawn(spec, if cfg.pin { control_core } else { None })
@@ -242,6 +243,7 @@ where
                 ready: ready_tx.clone(),
                 drain_timeout: cfg.drain_timeout,
                 link: control.as_ref().map(|_| links[id].clone()),
+                shards: cores.len(),
                 on_death: cfg.on_shard_death,
                 listen: addr,
                 backlog: cfg.backlog,

@@ -21,8 +21,11 @@ use super::conn;
 use super::connection::Connection;
 use crate::arena::FutureArena;
 use crate::context::Context;
+use crate::control::budgets::LimiterSpec;
 use crate::control::{SNAPSHOT_EVERY, ShardLink, ShardReport};
 use crate::http::Limits;
+use crate::metrics::LimiterUsage;
+use crate::ratelimit::GlobalShare;
 use crate::router::{RouteError, Router};
 use crate::shard_handle::ShardHandle;
 
@@ -162,6 +165,8 @@ pub(crate) struct ShardSpec<F> {
     pub(crate) drain_timeout: Duration,
     /// The channels to the control thread, when one runs.
     pub(crate) link: Option<ShardLink>,
+    /// How many shards the server runs (global rate limits start with an even share).
+    pub(crate) shards: usize,
     /// What happens when the shard thread dies.
     pub(crate) on_death: ShardDeathPolicy,
     /// Where a restarted shard binds its fresh listener.
@@ -325,6 +330,12 @@ where
     };
     router.finish();
     let router = Rc::new(router);
+    // Global rate limiters the factory built: an even share each until the control
+    // thread rebalances by demand.
+    let limiters = crate::ratelimit::take_registered();
+    for l in &limiters {
+        l.set_share(l.rate / spec.shards.max(1) as f64);
+    }
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(source) => {
@@ -342,7 +353,12 @@ where
     spawn_date_ticker(&shard.handle);
     if let Some(link) = spec.link.clone() {
         let _ = link.reports.send(ShardReport::Routes { shard: id, routes: router.slot_names() });
-        spawn_snapshot_ticker(&shard.handle, link);
+        if !limiters.is_empty() {
+            let specs =
+                limiters.iter().map(|l| LimiterSpec { name: l.name.to_string(), rate: l.rate }).collect();
+            let _ = link.reports.send(ShardReport::Limiters { limiters: specs });
+        }
+        spawn_snapshot_ticker(&shard.handle, link, limiters);
     }
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
@@ -430,15 +446,28 @@ async fn stop_requested(stop: &AtomicBool) {
 }
 
 /// Sends the shard's counters to the control thread every `SNAPSHOT_EVERY` (the shard's
-/// heartbeat). Snapshots come back to be refilled, so steady state allocates nothing.
-fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink) {
+/// heartbeat), with the demand on each global rate limiter, and applies the shares the
+/// control thread sends back. Snapshots come back to be refilled, so steady state
+/// allocates nothing.
+fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink, limiters: Vec<Rc<GlobalShare>>) {
     let shard = Rc::downgrade(shard);
     monoio::spawn(async move {
         let mut unsent = None;
         loop {
             let Some(shard) = shard.upgrade() else { return };
+            while let Ok(budget) = link.budgets.try_recv() {
+                if let Some(l) = limiters.get(budget.limiter) {
+                    l.set_share(budget.share);
+                }
+            }
             let mut snap = unsent.take().unwrap_or_else(|| link.blank());
             shard.stats.fill(&mut snap);
+            snap.limiters.clear();
+            snap.limiters.extend(limiters.iter().map(|l| LimiterUsage {
+                demand: l.demand.get(),
+                refused: l.refused.get(),
+                share: l.share(),
+            }));
             snap.shard = shard.id;
             snap.taken_ms = link.now_ms();
             drop(shard);
