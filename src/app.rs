@@ -43,6 +43,35 @@ pub fn default_app_with_stack() -> Result<Router, RouteError> {
     default_app_with_access_log(&crate::access_log::AccessLogSink::stdout(), Default::default(), 1)
 }
 
+/// The default app as `ringo serve` builds it from its configuration: the `[server]`
+/// stack (with the access log to `sink`, when the stack is `default`) and the
+/// `[rate_limit]` limits on every route.
+pub fn default_app_from(
+    config: &crate::config::Config,
+    sink: Option<&crate::access_log::AccessLogSink>,
+) -> Result<Router, RouteError> {
+    use crate::middleware::RateLimit;
+    let mut r = match (config.server.stack, sink) {
+        (crate::config::Stack::Default, Some(sink)) => {
+            default_app_with_access_log(sink, config.access_log.format, config.access_log.sample_every)?
+        }
+        (crate::config::Stack::Default, None) => default_app_with_stack()?,
+        (crate::config::Stack::Bare, _) => default_app()?,
+    };
+    let limits = &config.rate_limit;
+    if limits.global_rate > 0.0 {
+        r.middleware(RateLimit::global("default", limits.global_rate, limits.global_burst));
+    }
+    if limits.client_rate > 0.0 {
+        let mut per_client = RateLimit::per_client(limits.client_rate, limits.client_burst).max_keys(limits.max_keys);
+        if !limits.client_key_header.trim().is_empty() {
+            per_client = per_client.key_header(limits.client_key_header.trim());
+        }
+        r.middleware(per_client);
+    }
+    Ok(r)
+}
+
 /// The default stack with the access log written to `sink` in `format`, one request in
 /// `sample_every` (what `ringo serve --stack default` builds from `[access_log]`).
 pub fn default_app_with_access_log(

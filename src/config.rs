@@ -114,8 +114,39 @@ impl AccessLogSection {
     }
 }
 
+/// The `[rate_limit]` table: limits the default app applies to every route (0: off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests per second for the whole process (shared by the shards by demand).
+    pub global_rate: f64,
+    /// Burst of the global limit.
+    pub global_burst: u32,
+    /// Requests per second per client.
+    pub client_rate: f64,
+    /// Burst of the per-client limit.
+    pub client_burst: u32,
+    /// Header that names the client (an API key); empty: the client's IP address.
+    pub client_key_header: String,
+    /// Client keys kept per shard.
+    pub max_keys: usize,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        RateLimitSection {
+            global_rate: 0.0,
+            global_burst: 100,
+            client_rate: 0.0,
+            client_burst: 20,
+            client_key_header: String::new(),
+            max_keys: 10_000,
+        }
+    }
+}
+
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listener, shards and runtime.
@@ -124,6 +155,8 @@ pub struct Config {
     pub limits: Limits,
     /// The access log of the `default` stack.
     pub access_log: AccessLogSection,
+    /// Rate limits on the default app's routes.
+    pub rate_limit: RateLimitSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -281,9 +314,10 @@ impl Config {
 }
 
 /// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
-/// `limits_*` and `access_log_*` name their tables, anything else `[server]`.
+/// `limits_*`, `access_log_*` and `rate_limit_*` name their tables, anything else
+/// `[server]`.
 fn env_key(key: &str) -> (&'static str, String) {
-    for table in ["limits", "access_log"] {
+    for table in ["limits", "access_log", "rate_limit"] {
         if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
             return (table, field.to_owned());
         }

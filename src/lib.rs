@@ -51,7 +51,7 @@ mod transport;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use app::{default_app, default_app_with_access_log, default_app_with_stack};
+pub use app::{default_app, default_app_from, default_app_with_access_log, default_app_with_stack};
 pub use context::{BindError, Context, HeaderError, SpawnError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};

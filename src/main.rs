@@ -139,26 +139,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = match cfg.server.stack {
-        Stack::Bare => Server::new(ringo::default_app).config(server_cfg).run(),
-        Stack::Default => {
-            let log = &cfg.access_log;
-            let sink = match ringo::access_log::AccessLogSink::start(log.output()) {
-                Ok(sink) => sink,
-                Err(e) => {
-                    eprintln!("ringo: cannot start the access log ({:?}): {e}", log.output());
-                    return ExitCode::from(1);
-                }
-            };
-            let (format, every) = (log.format, log.sample_every);
-            let app_sink = sink.clone();
-            let factory = move || ringo::default_app_with_access_log(&app_sink, format, every);
-            let outcome = Server::new(factory).config(server_cfg).run();
-            // The shards are gone and handed over their last lines: write them out.
-            sink.drain(std::time::Duration::from_secs(2));
-            outcome
-        }
+    // The access log's writer runs beside the server when the stack logs.
+    let sink = match cfg.server.stack {
+        Stack::Bare => None,
+        Stack::Default => match ringo::access_log::AccessLogSink::start(cfg.access_log.output()) {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                eprintln!("ringo: cannot start the access log ({:?}): {e}", cfg.access_log.output());
+                return ExitCode::from(1);
+            }
+        },
     };
+    let app_config = cfg.clone();
+    let app_sink = sink.clone();
+    let factory = move || ringo::default_app_from(&app_config, app_sink.as_ref());
+    let outcome = Server::new(factory).config(server_cfg).run();
+    if let Some(sink) = sink {
+        // The shards are gone and handed over their last lines: write them out.
+        sink.drain(std::time::Duration::from_secs(2));
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ringo::ServerError::Abandoned(_)) => {
