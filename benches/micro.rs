@@ -170,5 +170,34 @@ fn arena(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, router, parsing, json, arena);
+/// The middleware chain per request, as a shard runs it (no sockets): the bare default
+/// app against the `default` stack (request id, trace context, an access log that
+/// writes every line, to /dev/null through the writer thread), and with a global rate
+/// limit counting too; plus the GCRA check alone.
+fn middleware(c: &mut Criterion) {
+    use ringo::access_log::{AccessLogFormat, AccessLogSink, LogOutput};
+    use ringo::bench_api::{ChainBench, GcraBench, with_runtime};
+    let sink = AccessLogSink::start(LogOutput::File("/dev/null".into())).expect("access-log writer");
+    let request = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n";
+    with_runtime(|| {
+        let mut g = c.benchmark_group("middleware");
+        let mut bare = ChainBench::new(ringo::default_app().expect("app"), request);
+        g.bench_function("chain: bare /json", |b| b.iter(|| black_box(bare.run())));
+        let stack = ringo::default_app_with_access_log(&sink, AccessLogFormat::Json, 1).expect("app");
+        let mut default = ChainBench::new(stack, request);
+        g.bench_function("chain: default stack /json (access log writing)", |b| {
+            b.iter(|| black_box(default.run()))
+        });
+        let mut limited = ringo::default_app_with_access_log(&sink, AccessLogFormat::Json, 1).expect("app");
+        limited.middleware(ringo::middleware::RateLimit::per_shard(1e9, 1_000_000));
+        let mut limited = ChainBench::new(limited, request);
+        g.bench_function("chain: default stack + rate limit /json", |b| b.iter(|| black_box(limited.run())));
+        let mut gcra = GcraBench::new(1e6, 100);
+        g.bench_function("gcra check", |b| b.iter(|| black_box(gcra.check())));
+        g.finish();
+    });
+    sink.drain(std::time::Duration::from_secs(2));
+}
+
+criterion_group!(benches, router, parsing, json, arena, middleware);
 criterion_main!(benches);

@@ -63,7 +63,8 @@ pub fn default_app_from(
         r.middleware(RateLimit::global("default", limits.global_rate, limits.global_burst));
     }
     if limits.client_rate > 0.0 {
-        let mut per_client = RateLimit::per_client(limits.client_rate, limits.client_burst).max_keys(limits.max_keys);
+        let mut per_client =
+            RateLimit::per_client(limits.client_rate, limits.client_burst).max_keys(limits.max_keys);
         if !limits.client_key_header.trim().is_empty() {
             per_client = per_client.key_header(limits.client_key_header.trim());
         }

@@ -65,3 +65,101 @@ impl RouteTable {
         )
     }
 }
+
+/// One request through a router's whole chain (middleware and handler), as the engine
+/// runs it, without sockets: the head is parsed once, then each [`run`](ChainBench::run)
+/// dispatches, runs the chain to completion and resets the context and arena.
+pub struct ChainBench {
+    router: Router,
+    ctx: Context,
+    arena: crate::arena::FutureArena,
+    request: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for ChainBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainBench").finish_non_exhaustive()
+    }
+}
+
+impl ChainBench {
+    /// `router` answering `request` (a complete head, no body).
+    pub fn new(mut router: Router, request: &[u8]) -> ChainBench {
+        router.finish();
+        let limits = Limits::default();
+        let handle = crate::shard_handle::ShardHandle::new(0, limits, router.len());
+        let ctx = Context::new(handle);
+        ChainBench {
+            router,
+            ctx,
+            arena: crate::arena::FutureArena::new(),
+            request: request.to_vec(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Runs the chain once; the response status. Must be called inside
+    /// [`with_runtime`] (middleware may start shard tasks).
+    pub fn run(&mut self) -> u16 {
+        let ctx = &mut self.ctx;
+        std::mem::swap(&mut ctx.buf, &mut self.request);
+        ctx.base = 0;
+        let limits = Limits::default();
+        if !matches!(parse_head(&ctx.buf, &limits, &mut ctx.head), Ok(Parse::Complete(_))) {
+            std::mem::swap(&mut ctx.buf, &mut self.request);
+            return 400;
+        }
+        let path = ctx.head.path;
+        let decision =
+            self.router.dispatch(ctx.head.method, path.get(&ctx.buf), &mut ctx.raw_params, &mut self.scratch);
+        let status = if let Dispatch::Found(id) = decision {
+            let route = self.router.route(id);
+            ctx.route = Some(std::rc::Rc::clone(&route.meta));
+            let _ = ctx.decode_params();
+            {
+                let mut chain = std::pin::pin!(
+                    crate::middleware::Next::new(&route.chain, &route.endpoint, &self.arena).run(ctx)
+                );
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                // The benched chains never wait: one poll finishes them.
+                let _ = chain.as_mut().poll(&mut cx);
+            }
+            ctx.response_status()
+        } else {
+            404
+        };
+        ctx.reset_request();
+        let _ = self.arena.reset();
+        std::mem::swap(&mut ctx.buf, &mut self.request);
+        status
+    }
+}
+
+/// Runs `f` inside a shard runtime (epoll driver), as a shard's code runs.
+pub fn with_runtime<R>(f: impl FnOnce() -> R) -> R {
+    let mut rt =
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+    rt.block_on(async move { f() })
+}
+
+/// The GCRA check a rate limit makes per request.
+#[derive(Debug)]
+pub struct GcraBench {
+    gcra: crate::ratelimit::Gcra,
+    tat: u64,
+    now: u64,
+}
+
+impl GcraBench {
+    /// `rate` per second, `burst` at once.
+    pub fn new(rate: f64, burst: u32) -> GcraBench {
+        GcraBench { gcra: crate::ratelimit::Gcra::new(rate, burst), tat: 0, now: 1_000_000_000 }
+    }
+
+    /// One check, the clock advancing 1 µs each time; whether it was admitted.
+    pub fn check(&mut self) -> bool {
+        self.now += 1_000;
+        self.gcra.check(&mut self.tat, self.now).allowed
+    }
+}
