@@ -175,6 +175,8 @@ pub struct Context {
     /// The connection's socket and write buffer, lent by the engine while the chain
     /// runs (streaming writes through it).
     pub(crate) transport: Transport,
+    /// The request's ids for log lines, made current around each poll of its chain.
+    pub(crate) log_ids: Rc<Cell<crate::logging::LogIds>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -207,6 +209,7 @@ impl Context {
             shard,
             peer: None,
             transport: Transport::default(),
+            log_ids: Rc::new(Cell::new(crate::logging::LogIds::default())),
         }
     }
 
@@ -221,6 +224,7 @@ impl Context {
         self.resp.get_mut().reset();
         self.aborted.set(false);
         self.values.reset();
+        self.log_ids.set(crate::logging::LogIds::default());
     }
 
     /// Percent-decodes the router's parameter spans. `false` when one is not UTF-8.

@@ -36,6 +36,7 @@ pub mod doctor;
 pub mod fuzz_api;
 mod handler;
 pub mod http;
+pub mod logging;
 mod metrics;
 pub mod middleware;
 mod ratelimit;

@@ -131,7 +131,13 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.server.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    // Every line logged while serving a request starts with its request and trace ids.
+    let format = tracing_subscriber::fmt::format().with_target(false).with_ansi(ansi);
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .event_format(ringo::logging::RequestIds(format))
+        .init();
     let server_cfg = match cfg.server_config() {
         Ok(c) => c,
         Err(e) => {

@@ -55,6 +55,8 @@ impl ShardHandle {
         stats.background_started.set(stats.background_started.get() + 1);
         let stats = Rc::clone(stats);
         let shard = self.id;
+        // The task's log lines name the request that spawned it.
+        let ids = std::cell::Cell::new(crate::logging::current());
         monoio::spawn(async move {
             struct Done(Rc<ShardStats>);
             impl Drop for Done {
@@ -64,13 +66,16 @@ impl ShardHandle {
             }
             let done = Done(stats);
             let mut task = pin!(task);
-            let finished =
-                std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+            let finished = std::future::poll_fn(|cx| {
+                match crate::logging::with_ids(&ids, || {
+                    catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx)))
+                }) {
                     Ok(Poll::Ready(())) => Poll::Ready(true),
                     Ok(Poll::Pending) => Poll::Pending,
                     Err(_) => Poll::Ready(false),
-                })
-                .await;
+                }
+            })
+            .await;
             if !finished {
                 let panicked = &done.0.background_panicked;
                 panicked.set(panicked.get() + 1);

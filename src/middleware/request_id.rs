@@ -69,6 +69,7 @@ impl Middleware for RequestIdMiddleware {
             }
         };
         c.header("X-Request-Id", id.as_str());
+        crate::logging::update(|l| l.set_request_id(id.as_str()));
         c.set(id);
         next.run(c).await;
     }

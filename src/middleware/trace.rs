@@ -287,6 +287,7 @@ impl TraceContextMiddleware {
 impl Middleware for TraceContextMiddleware {
     async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
         let ctx = self.context_for(c);
+        crate::logging::update(|l| l.set_trace_id(ctx.trace_id_hex()));
         c.set(ctx);
         next.run(c).await;
     }

@@ -226,9 +226,10 @@ async fn answer(
 
 /// Runs a route's chain, turning a panic into `Answered::Panicked`.
 async fn run_route(route: &Route, ctx: &mut Context, arena: &FutureArena) -> Answered {
+    let ids = Rc::clone(&ctx.log_ids);
     if route.is_plain_sync() {
         if let crate::handler::Endpoint::Sync(f) = &route.endpoint {
-            return match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
+            return match crate::logging::with_ids(&ids, || catch_unwind(AssertUnwindSafe(|| f(ctx)))) {
                 Ok(()) => Answered::Normal,
                 Err(panic) => panicked(ctx, &*panic),
             };
@@ -237,12 +238,17 @@ async fn run_route(route: &Route, ctx: &mut Context, arena: &FutureArena) -> Ans
     let mut payload = None;
     let finished = {
         let mut chain = pin!(Next::new(&route.chain, &route.endpoint, arena).run(ctx));
-        std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| chain.as_mut().poll(cx))) {
-            Ok(Poll::Ready(())) => Poll::Ready(true),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => {
-                payload = Some(panic);
-                Poll::Ready(false)
+        std::future::poll_fn(|cx| {
+            // Log lines emitted during this poll name this request.
+            match crate::logging::with_ids(&ids, || {
+                catch_unwind(AssertUnwindSafe(|| chain.as_mut().poll(cx)))
+            }) {
+                Ok(Poll::Ready(())) => Poll::Ready(true),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(panic) => {
+                    payload = Some(panic);
+                    Poll::Ready(false)
+                }
             }
         })
         .await

@@ -1,0 +1,147 @@
+//! The request a shard is working on, for log lines: request id and trace id.
+//!
+//! A shard runs many requests' futures interleaved on one thread, so "the current
+//! request" is set by the engine around each poll of a request's chain (and of a
+//! background task, with the ids of the request that spawned it) and cleared after it:
+//! nothing leaks from one request to the next. Middleware that learn an id
+//! (`request_id`, `trace_context`) update it during their poll. A `tracing` formatter
+//! ([`RequestIds`]) puts both ids on every log line emitted meanwhile, and
+//! [`current`] gives them to any other subscriber.
+//!
+//! Owns one thread-local cell per thread; no allocation, no cross-thread state.
+
+use std::cell::Cell;
+use std::fmt;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The ids of the request being served on this thread (or of the one that spawned the
+/// background task being run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogIds {
+    request_id: [u8; 64],
+    request_id_len: u8,
+    trace_id: [u8; 32],
+    has_trace: bool,
+}
+
+impl Default for LogIds {
+    fn default() -> Self {
+        LogIds { request_id: [0; 64], request_id_len: 0, trace_id: [0; 32], has_trace: false }
+    }
+}
+
+impl LogIds {
+    /// The request id, if one was set.
+    pub fn request_id(&self) -> Option<&str> {
+        (self.request_id_len > 0)
+            .then(|| std::str::from_utf8(&self.request_id[..usize::from(self.request_id_len)]).ok())
+            .flatten()
+    }
+
+    /// The trace id (32 hex digits), if the request carries a trace context.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.has_trace.then(|| std::str::from_utf8(&self.trace_id).ok()).flatten()
+    }
+
+    /// Whether no id is set.
+    pub fn is_empty(&self) -> bool {
+        self.request_id_len == 0 && !self.has_trace
+    }
+
+    pub(crate) fn set_request_id(&mut self, id: &str) {
+        let n = id.len().min(64);
+        self.request_id[..n].copy_from_slice(&id.as_bytes()[..n]);
+        self.request_id_len = n as u8;
+    }
+
+    pub(crate) fn set_trace_id(&mut self, id: [u8; 32]) {
+        self.trace_id = id;
+        self.has_trace = true;
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<LogIds> = const {
+        Cell::new(LogIds { request_id: [0; 64], request_id_len: 0, trace_id: [0; 32], has_trace: false })
+    };
+}
+
+/// The ids of the request this thread is serving right now (empty between requests).
+pub fn current() -> LogIds {
+    CURRENT.with(Cell::get)
+}
+
+/// Runs `poll` with `ids` as the current request's, then stores back what the poll
+/// learned (ids set by middleware) and clears the thread's current request.
+pub(crate) fn with_ids<R>(ids: &Cell<LogIds>, poll: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| c.set(ids.get()));
+    let out = poll();
+    CURRENT.with(|c| ids.set(c.replace(LogIds::default())));
+    out
+}
+
+/// Changes the current request's ids (from middleware, during a poll).
+pub(crate) fn update(f: impl FnOnce(&mut LogIds)) {
+    CURRENT.with(|c| {
+        let mut ids = c.get();
+        f(&mut ids);
+        c.set(ids);
+    });
+}
+
+/// A `tracing` event format that prefixes every line emitted while a request is being
+/// served with `rid=… tid=…`, then writes the event with `inner` (e.g. the default
+/// `tracing_subscriber::fmt::format()`).
+#[derive(Debug, Clone)]
+pub struct RequestIds<F>(pub F);
+
+impl<S, N, F> FormatEvent<S, N> for RequestIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ids = current();
+        if !ids.is_empty() {
+            write!(writer, "rid={} tid={} ", ids.request_id().unwrap_or("-"), ids.trace_id().unwrap_or("-"))?;
+        }
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_current_only_inside_the_poll_and_updates_are_kept() {
+        let ids = Cell::new(LogIds::default());
+        assert!(current().is_empty());
+        with_ids(&ids, || {
+            update(|l| l.set_request_id("req-1"));
+            assert_eq!(current().request_id(), Some("req-1"));
+        });
+        assert!(current().is_empty(), "cleared after the poll");
+        assert_eq!(ids.get().request_id(), Some("req-1"), "kept for the next poll");
+        let other = Cell::new(LogIds::default());
+        with_ids(&other, || assert!(current().request_id().is_none(), "no leak between requests"));
+        with_ids(&ids, || {
+            update(|l| l.set_trace_id(*b"4bf92f3577b34da6a3ce929d0e0e4736"));
+            let now = current();
+            assert_eq!(
+                (now.request_id(), now.trace_id()),
+                (Some("req-1"), Some("4bf92f3577b34da6a3ce929d0e0e4736"))
+            );
+        });
+    }
+}
