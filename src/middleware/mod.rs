@@ -9,11 +9,13 @@
 //!
 //! [`Router`]: crate::Router
 
+mod cors;
 mod logger;
 mod request_id;
 mod response_time;
 mod trace;
 
+pub use cors::{AllowedOrigins, Cors, CorsConfig, CorsError, cors};
 pub use logger::{Logger, logger, logger_with};
 pub use request_id::{RequestId, request_id};
 pub use response_time::{ResponseTime, response_time};
