@@ -12,13 +12,15 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::arena::ValueArena;
+use crate::client_ip::TrustedProxies;
 use crate::http::Method;
 use crate::http::field;
 use crate::http::request::{RequestHead, Span};
@@ -60,6 +62,17 @@ pub(crate) enum BodyRef {
 pub struct BindError {
     /// What the parser said.
     pub message: String,
+}
+
+/// Why a JSON body could not be bound to a type with validation rules.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidBindError {
+    /// The body is not JSON of the expected shape.
+    #[error(transparent)]
+    Json(#[from] BindError),
+    /// The body parsed, and broke the type's rules (every failure, by field).
+    #[error("validation failed: {0}")]
+    Invalid(validator::ValidationErrors),
 }
 
 /// Why a background task was not started.
@@ -172,6 +185,8 @@ pub struct Context {
     pub(crate) scratch: Vec<u8>,
     pub(crate) shard: Rc<ShardHandle>,
     pub(crate) peer: Option<SocketAddr>,
+    /// The router's trusted proxies, set per connection (`None`: trust no one).
+    pub(crate) trusted_proxies: Option<Rc<TrustedProxies>>,
     /// The connection's socket and write buffer, lent by the engine while the chain
     /// runs (streaming writes through it).
     pub(crate) transport: Transport,
@@ -208,6 +223,7 @@ impl Context {
             scratch: Vec::new(),
             shard,
             peer: None,
+            trusted_proxies: None,
             transport: Transport::default(),
             log_ids: Rc::new(Cell::new(crate::logging::LogIds::default())),
         }
@@ -340,6 +356,27 @@ impl Context {
         self.peer
     }
 
+    /// The client's IP address, as Gin's `ClientIP`: the peer's, unless the peer is a
+    /// trusted proxy ([`Router::trusted_proxies`](crate::Router::trusted_proxies)); then
+    /// `X-Forwarded-For` (or, without it, `Forwarded`'s `for=`) is walked from the
+    /// right, trusted hops skipped, and the first untrusted address is the client.
+    /// Headers from untrusted peers are never believed. Parsed in place: no allocation.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        let peer = self.peer?.ip();
+        let Some(trusted) = self.trusted_proxies.as_deref() else { return Some(peer) };
+        Some(trusted.resolve(peer, self.header_lines("x-forwarded-for"), self.header_lines("forwarded")))
+    }
+
+    /// Every value of request header `name` (case-insensitive), in arrival order.
+    fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let req = self.req();
+        self.head
+            .headers
+            .iter()
+            .filter(move |(n, _)| n.get(req).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| v.get(req))
+    }
+
     /// The shard (0-based) serving this request.
     pub fn shard_id(&self) -> usize {
         self.shard.id
@@ -377,6 +414,33 @@ impl Context {
             self.abort();
         }
         parsed
+    }
+
+    /// Parses the body as JSON into `T` and checks `T`'s declared rules (the
+    /// [`validator`] crate's `#[derive(Validate)]`: `required`, `range`, `length`,
+    /// `email`, `url`…), without answering on failure (Gin's `ShouldBindJSON` with
+    /// `binding:` tags).
+    pub fn should_bind_json_valid<T: DeserializeOwned + Validate>(&mut self) -> Result<T, ValidBindError> {
+        let value: T = self.should_bind_json()?;
+        value.validate().map_err(ValidBindError::Invalid)?;
+        Ok(value)
+    }
+
+    /// Like [`should_bind_json_valid`](Context::should_bind_json_valid), but answers a
+    /// failure and aborts the chain: invalid JSON is a 400 `{"error":"invalid JSON
+    /// body: …"}` (as [`bind_json`](Context::bind_json)); a broken rule is a 400 naming
+    /// each field and its broken rules, nested fields as `outer.inner` and `list[0].x`:
+    /// `{"error":"validation failed","fields":{"age":["range"],"email":["email"]}}`.
+    pub fn bind_json_valid<T: DeserializeOwned + Validate>(&mut self) -> Result<T, ValidBindError> {
+        let value: T = self.bind_json()?;
+        if let Err(errors) = value.validate() {
+            let mut fields = std::collections::BTreeMap::new();
+            collect_rule_failures(&errors, &mut String::new(), &mut fields);
+            self.json(400, &serde_json::json!({ "error": "validation failed", "fields": fields }));
+            self.abort();
+            return Err(ValidBindError::Invalid(errors));
+        }
+        Ok(value)
     }
 
     // ----- per-request values -----
@@ -655,4 +719,37 @@ fn decode_query_part(raw: &[u8]) -> Option<Cow<'_, str>> {
     };
     let decoded: Vec<u8> = percent_encoding::percent_decode(&plus_free).collect();
     String::from_utf8(decoded).ok().map(Cow::Owned)
+}
+
+/// Flattens validation errors into `field path → [rule codes]`, nested fields as
+/// `outer.inner` and list items as `list[3].inner` (the failure path only).
+fn collect_rule_failures(
+    errors: &ValidationErrors,
+    prefix: &mut String,
+    out: &mut std::collections::BTreeMap<String, Vec<String>>,
+) {
+    for (field, kind) in errors.errors() {
+        let at = prefix.len();
+        if !prefix.is_empty() {
+            prefix.push('.');
+        }
+        prefix.push_str(field);
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                out.entry(prefix.clone()).or_default().extend(list.iter().map(|e| e.code.to_string()));
+            }
+            ValidationErrorsKind::Struct(inner) => collect_rule_failures(inner, prefix, out),
+            ValidationErrorsKind::List(items) => {
+                for (i, inner) in items {
+                    let at_item = prefix.len();
+                    prefix.push('[');
+                    prefix.push_str(itoa::Buffer::new().format(*i));
+                    prefix.push(']');
+                    collect_rule_failures(inner, prefix, out);
+                    prefix.truncate(at_item);
+                }
+            }
+        }
+        prefix.truncate(at);
+    }
 }

@@ -28,6 +28,7 @@ mod app;
 mod arena;
 #[doc(hidden)]
 pub mod bench_api;
+mod client_ip;
 pub mod config;
 mod context;
 mod control;
@@ -53,7 +54,8 @@ mod transport;
 pub struct ReadmeDoctests;
 
 pub use app::{default_app, default_app_from, default_app_with_access_log, default_app_with_stack};
-pub use context::{BindError, Context, HeaderError, SpawnError};
+pub use client_ip::{TrustedProxies, TrustedProxyError};
+pub use context::{BindError, Context, HeaderError, SpawnError, ValidBindError};
 pub use handler::{AsyncHandler, Handler, SyncHandler};
 pub use http::{HttpError, Limits, Method};
 pub use middleware::{Middleware, Next};

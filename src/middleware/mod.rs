@@ -9,12 +9,14 @@
 //!
 //! [`Router`]: crate::Router
 
+mod cors;
 mod logger;
 mod rate_limit;
 mod request_id;
 mod response_time;
 mod trace;
 
+pub use cors::{AllowedOrigins, Cors, CorsConfig, CorsError, cors};
 pub use logger::{Logger, logger, logger_with};
 pub use rate_limit::RateLimit;
 pub use request_id::{RequestId, request_id};

@@ -127,9 +127,10 @@ impl RateLimit {
     }
 }
 
-/// The client's address as key bytes (no allocation).
+/// The client's address as key bytes (no allocation): `Context::client_ip`, so behind
+/// trusted proxies the forwarded client, not the proxy.
 fn client_key(c: &Context) -> ([u8; 16], usize) {
-    match c.client_addr().map(|a| a.ip()) {
+    match c.client_ip() {
         Some(std::net::IpAddr::V4(v4)) => {
             let mut k = [0u8; 16];
             k[..4].copy_from_slice(&v4.octets());

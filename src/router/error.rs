@@ -27,4 +27,11 @@ pub enum RouteError {
         /// The regex compiler's message.
         message: String,
     },
+    /// A trusted proxy entry is not a CIDR or an address
+    /// ([`Router::trusted_proxies`](crate::Router::trusted_proxies)).
+    #[error(transparent)]
+    TrustedProxy(#[from] crate::client_ip::TrustedProxyError),
+    /// A CORS configuration was refused ([`cors`](crate::middleware::cors)).
+    #[error(transparent)]
+    Cors(#[from] crate::middleware::CorsError),
 }

@@ -39,6 +39,7 @@ use std::rc::Rc;
 
 use regex::bytes::Regex;
 
+use crate::client_ip::{TrustedProxies, TrustedProxyError};
 use crate::context::{Context, RouteMeta};
 use crate::handler::{Endpoint, Handler};
 use crate::http::Method;
@@ -82,6 +83,8 @@ pub struct Router {
     routes: Vec<Route>,
     global: Vec<Rc<dyn ErasedMiddleware>>,
     redirect_trailing_slash: bool,
+    /// Peers whose forwarding headers `Context::client_ip` believes; `None`: none.
+    pub(crate) trusted_proxies: Option<Rc<TrustedProxies>>,
     pub(crate) not_found: Route,
     pub(crate) not_allowed: Route,
 }
@@ -127,6 +130,7 @@ impl Router {
             routes: Vec::new(),
             global: Vec::new(),
             redirect_trailing_slash: true,
+            trusted_proxies: None,
             not_found: builtin("", |c| c.string(404, "404 page not found")),
             not_allowed: builtin("", |c| c.string(405, "405 method not allowed")),
         }
@@ -176,6 +180,24 @@ impl Router {
     pub fn redirect_trailing_slash(&mut self, on: bool) -> &mut Self {
         self.redirect_trailing_slash = on;
         self
+    }
+
+    /// Trusts `X-Forwarded-For` and `Forwarded` from peers in these networks (CIDRs
+    /// like `10.0.0.0/8` or `::1/128`, or bare addresses), as Gin's
+    /// `SetTrustedProxies`: [`Context::client_ip`] then walks those headers from the
+    /// right, skipping trusted hops. Replaces any earlier list; an empty list trusts
+    /// no one (the default). The error names the first bad entry, and converts into
+    /// [`RouteError`], so `?` works in the app factory:
+    ///
+    /// ```
+    /// let mut r = ringo::Router::new();
+    /// r.trusted_proxies(&["10.0.0.0/8", "::1/128"]).unwrap();
+    /// assert!(r.trusted_proxies(&["10.0.0.0/33"]).is_err());
+    /// ```
+    pub fn trusted_proxies<S: AsRef<str>>(&mut self, cidrs: &[S]) -> Result<&mut Self, TrustedProxyError> {
+        let parsed = TrustedProxies::parse(cidrs)?;
+        self.trusted_proxies = (!parsed.is_empty()).then(|| Rc::new(parsed));
+        Ok(self)
     }
 
     /// Replaces the 404 handler (global middleware still wrap it).

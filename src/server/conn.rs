@@ -66,6 +66,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
     conn.transport.io = Some(stream);
     conn.peer = Some(peer);
     ctx.peer = Some(peer);
+    ctx.trusted_proxies = router.trusted_proxies.clone();
     let outcome = {
         // A bug in the engine must cost one connection, never the shard.
         let mut requests = pin!(serve_requests(&shard, conn, ctx, arena, &router));
