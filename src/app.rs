@@ -44,8 +44,8 @@ pub fn default_app_with_stack() -> Result<Router, RouteError> {
 }
 
 /// The default app as `ringo serve` builds it from its configuration: the `[server]`
-/// stack (with the access log to `sink`, when the stack is `default`) and the
-/// `[rate_limit]` limits on every route.
+/// stack (with the access log to `sink`, when the stack is `default`), `[proxy]`
+/// trusted proxies, `[cors]`, and the `[rate_limit]` limits on every route.
 pub fn default_app_from(
     config: &crate::config::Config,
     sink: Option<&crate::access_log::AccessLogSink>,
@@ -58,6 +58,12 @@ pub fn default_app_from(
         (crate::config::Stack::Default, None) => default_app_with_stack()?,
         (crate::config::Stack::Bare, _) => default_app()?,
     };
+    if !config.proxy.trusted.is_empty() {
+        r.trusted_proxies(&config.proxy.trusted)?;
+    }
+    if config.cors.enabled {
+        r.middleware(crate::middleware::cors(config.cors.to_cors_config())?);
+    }
     let limits = &config.rate_limit;
     if limits.global_rate > 0.0 {
         r.middleware(RateLimit::global("default", limits.global_rate, limits.global_burst));

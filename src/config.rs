@@ -145,6 +145,68 @@ impl Default for RateLimitSection {
     }
 }
 
+/// The `[proxy]` table: which peers may tell the client's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// CIDRs (or addresses) of proxies whose `X-Forwarded-For` / `Forwarded` are
+    /// believed, e.g. `["10.0.0.0/8", "::1/128"]`; empty: the peer is the client.
+    pub trusted: Vec<String>,
+}
+
+/// The `[cors]` table: CORS on every default-app route when `enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSection {
+    /// Answer preflights and add the CORS fields.
+    pub enabled: bool,
+    /// Allowed origins; empty: any.
+    pub origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    pub methods: Vec<String>,
+    /// Request headers a preflight may ask for (`"*"`: any).
+    pub headers: Vec<String>,
+    /// Response headers scripts may read.
+    pub expose: Vec<String>,
+    /// Allow credentials (the origin is then echoed, never `*`).
+    pub credentials: bool,
+    /// Seconds a browser may cache a preflight; 0: not sent.
+    pub max_age_s: u64,
+}
+
+impl Default for CorsSection {
+    fn default() -> Self {
+        let d = crate::middleware::CorsConfig::default();
+        CorsSection {
+            enabled: false,
+            origins: Vec::new(),
+            methods: d.allowed_methods,
+            headers: d.allowed_headers,
+            expose: d.exposed_headers,
+            credentials: d.allow_credentials,
+            max_age_s: 0,
+        }
+    }
+}
+
+impl CorsSection {
+    /// The middleware's configuration.
+    pub fn to_cors_config(&self) -> crate::middleware::CorsConfig {
+        crate::middleware::CorsConfig {
+            allowed_origins: if self.origins.is_empty() {
+                crate::middleware::AllowedOrigins::Any
+            } else {
+                crate::middleware::AllowedOrigins::List(self.origins.clone())
+            },
+            allowed_methods: self.methods.clone(),
+            allowed_headers: self.headers.clone(),
+            exposed_headers: self.expose.clone(),
+            allow_credentials: self.credentials,
+            max_age: (self.max_age_s > 0).then(|| Duration::from_secs(self.max_age_s)),
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,6 +219,10 @@ pub struct Config {
     pub access_log: AccessLogSection,
     /// Rate limits on the default app's routes.
     pub rate_limit: RateLimitSection,
+    /// Trusted proxies (client addresses behind load balancers).
+    pub proxy: ProxySection,
+    /// CORS on the default app's routes.
+    pub cors: CorsSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -314,10 +380,10 @@ impl Config {
 }
 
 /// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
-/// `limits_*`, `access_log_*` and `rate_limit_*` name their tables, anything else
-/// `[server]`.
+/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*` and `cors_*` name their
+/// tables, anything else `[server]`.
 fn env_key(key: &str) -> (&'static str, String) {
-    for table in ["limits", "access_log", "rate_limit"] {
+    for table in ["limits", "access_log", "rate_limit", "proxy", "cors"] {
         if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
             return (table, field.to_owned());
         }

@@ -270,3 +270,38 @@ fn descriptor_exhaustion_sheds_connections_fast_and_logs_sparingly() {
         assert!((1..=10).contains(&lines), "{backend}: {lines} accept-failure lines:\n{log}");
     }
 }
+
+/// The binary's config turns the middleware on: `[cors]`, `[proxy]` and `[rate_limit]`
+/// apply to every default-app route.
+#[test]
+fn config_tables_turn_on_cors_trusted_proxies_and_rate_limits() {
+    let dir = std::env::temp_dir().join(format!("ringo-cli-mw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("ringo.toml");
+    std::fs::write(
+        &file,
+        "[cors]\nenabled = true\norigins = [\"https://app.example\"]\nmax_age_s = 600\n\n\
+         [proxy]\ntrusted = [\"127.0.0.1/32\"]\n\n\
+         [rate_limit]\nclient_rate = 1.0\nclient_burst = 2\n",
+    )
+    .expect("config");
+    let (child, addr) = serve(&["--config", file.to_str().expect("utf8"), "--shards", "1"]);
+    let mut c = Raw::connect(addr);
+    c.send(b"OPTIONS /json HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 204, "preflight answered");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    // Per-client limit keyed by the forwarded client (the peer, 127.0.0.1, is trusted).
+    let get = |c: &mut Raw, client: &str| {
+        c.send(format!("GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\n\r\n").as_bytes());
+        c.response().status
+    };
+    assert_eq!(
+        [get(&mut c, "203.0.113.7"), get(&mut c, "203.0.113.7"), get(&mut c, "203.0.113.7")],
+        [200, 200, 429]
+    );
+    assert_eq!(get(&mut c, "203.0.113.8"), 200, "another client has its own allowance");
+    let (code, _) = stop(child);
+    assert_eq!(code, 0);
+}
