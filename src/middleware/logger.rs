@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{Middleware, Next, RequestId, TraceContext};
 use crate::access_log::sink::{self, ShardChannel};
-use crate::access_log::{AccessLogFormat, AccessLogSink, Entry};
+use crate::access_log::{AccessLogFormat, AccessLogSink, Entry, TimeCache};
 use crate::context::Context;
 use crate::metrics::ShardStats;
 
@@ -44,6 +44,7 @@ pub fn logger_with(sink: &AccessLogSink, format: AccessLogFormat, sample_every: 
             buf: RefCell::new(Vec::with_capacity(BATCH_BYTES + LINE_ROOM)),
             spares: RefCell::new((1..BUFFERS).map(|_| Vec::with_capacity(BATCH_BYTES + LINE_ROOM)).collect()),
             lines: Cell::new(0),
+            clock: TimeCache::default(),
             stats: RefCell::new(None),
             flusher: Cell::new(false),
         }),
@@ -70,6 +71,8 @@ struct ShardLog {
     spares: RefCell<Vec<Vec<u8>>>,
     /// Lines in `buf`.
     lines: Cell<u64>,
+    /// This shard's rendered timestamps.
+    clock: TimeCache,
     /// The shard's counters, known from the first request on.
     stats: RefCell<Option<Rc<ShardStats>>>,
     /// Whether the periodic flush task runs.
@@ -146,6 +149,7 @@ impl Middleware for Logger {
         }
         let entry = Entry {
             time: SystemTime::now(),
+            clock: &log.clock,
             shard: c.shard_id(),
             method: c.method().as_str(),
             route: c.full_path(),
