@@ -28,6 +28,7 @@ mod app;
 mod arena;
 #[doc(hidden)]
 pub mod bench_api;
+pub mod breaker;
 pub mod config;
 mod context;
 mod control;

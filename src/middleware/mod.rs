@@ -9,14 +9,18 @@
 //!
 //! [`Router`]: crate::Router
 
+mod breaker;
 mod logger;
 mod request_id;
 mod response_time;
+mod timeout;
 mod trace;
 
+pub use breaker::{BreakerMiddleware, breaker};
 pub use logger::{Logger, logger, logger_with};
 pub use request_id::{RequestId, request_id};
 pub use response_time::{ResponseTime, response_time};
+pub use timeout::{Timeout, WaitingOnUpstream, timeout};
 pub use trace::{TraceContext, TraceContextMiddleware, trace_context};
 
 use std::future::Future;
