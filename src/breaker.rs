@@ -78,8 +78,10 @@ pub struct Settings {
     pub buckets: u32,
     /// How long the breaker stays open before letting probes through.
     pub timeout: Duration,
-    /// Checked after each failure while closed; `true` opens the breaker.
-    pub ready_to_trip: Rc<dyn Fn(&Counts) -> bool>,
+    /// Checked after each failure while closed; `true` opens the breaker. (`Arc` so
+    /// one `Settings` can be built outside the app factory and cloned into each shard;
+    /// calling it touches no atomic.)
+    pub ready_to_trip: Arc<dyn Fn(&Counts) -> bool + Send + Sync>,
 }
 
 impl Default for Settings {
@@ -91,15 +93,15 @@ impl Default for Settings {
             interval: Duration::from_secs(60),
             buckets: 10,
             timeout: Duration::from_secs(60),
-            ready_to_trip: Rc::new(|c: &Counts| c.consecutive_failures > 5),
+            ready_to_trip: Arc::new(|c: &Counts| c.consecutive_failures > 5),
         }
     }
 }
 
 impl Settings {
     /// Replaces the trip condition.
-    pub fn trip_when(mut self, f: impl Fn(&Counts) -> bool + 'static) -> Settings {
-        self.ready_to_trip = Rc::new(f);
+    pub fn trip_when(mut self, f: impl Fn(&Counts) -> bool + Send + Sync + 'static) -> Settings {
+        self.ready_to_trip = Arc::new(f);
         self
     }
 }
@@ -766,6 +768,26 @@ mod tests {
                 "failures {fails:?} seen at {at}"
             );
         }
+    }
+
+    #[test]
+    fn a_success_is_counted_in_the_bucket_its_call_started_in() {
+        let origin = Instant::now();
+        let s = Settings { interval: Duration::from_secs(1), ..settings(1, 0) }.trip_when(|_| false);
+        let b = Breaker::new_at("started", s, origin);
+        let mut slow = b.allow_at(origin).expect("closed");
+        let mut recent = b.allow_at(ms(origin, 900)).expect("closed");
+        // Reported long after: the slow call's bucket left the window, the recent one's
+        // is still in it.
+        slow.finish(true, Some(ms(origin, 1500)));
+        recent.finish(true, Some(ms(origin, 1500)));
+        let c = b.inner.counts(ms(origin, 1500));
+        assert_eq!((c.requests, c.total_successes, c.consecutive_successes), (1, 1, 2));
+        // A bucket slot already reused by a newer period ignores an older result.
+        let mut stale = b.allow_at(ms(origin, 1500)).expect("closed");
+        stale.epoch = 5; // as if started at 500 ms, whose slot now holds 1500 ms
+        stale.finish(true, None);
+        assert_eq!(b.inner.counts(ms(origin, 1500)).total_successes, 1);
     }
 
     #[test]
