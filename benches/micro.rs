@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks: router lookup on the GitHub API route set (static, param,
 //! catch-all), request-head parsing, chunked decoding, JSON parse and serialize
-//! (simd-json against serde_json), and arena against heap allocation of per-request data.
+//! (simd-json against serde_json), arena against heap allocation of per-request data, and
+//! the circuit breaker's check on the request path.
 //!
 //! Run: `cargo bench --bench micro` (add `-- router` to run one group).
 
@@ -10,6 +11,7 @@ use bumpalo::Bump;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringo::Method;
 use ringo::bench_api::{HeadParser, RouteTable, decode_chunked};
+use ringo::breaker::{Breaker, Settings};
 
 fn github_routes() -> Vec<(Method, &'static str)> {
     include_str!("data/github-routes.txt")
@@ -199,5 +201,19 @@ fn middleware(c: &mut Criterion) {
     sink.drain(std::time::Duration::from_secs(2));
 }
 
-criterion_group!(benches, router, parsing, json, arena, middleware);
+/// What a call through a closed breaker costs: `allow()` (clock read, window bucket)
+/// and `success()`.
+fn breaker(c: &mut Criterion) {
+    let mut g = c.benchmark_group("breaker");
+    let b = Breaker::new("bench", Settings::default());
+    g.bench_function("closed: allow + success", |bench| {
+        bench.iter(|| match black_box(&b).allow() {
+            Ok(permit) => permit.success(),
+            Err(e) => panic!("a closed breaker refused: {e}"),
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, router, parsing, json, arena, middleware, breaker);
 criterion_main!(benches);

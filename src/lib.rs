@@ -28,6 +28,7 @@ mod app;
 mod arena;
 #[doc(hidden)]
 pub mod bench_api;
+pub mod breaker;
 mod client_ip;
 pub mod config;
 mod context;

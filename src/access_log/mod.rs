@@ -284,7 +284,13 @@ mod tests {
     #[test]
     fn the_time_cache_renders_like_the_calendar_across_seconds() {
         let cache = TimeCache::default();
-        for (secs, ms) in [(1_796_065_323, 0), (1_796_065_323, 999), (1_796_065_324, 5), (951_782_399, 42), (951_782_400, 7)] {
+        for (secs, ms) in [
+            (1_796_065_323, 0),
+            (1_796_065_323, 999),
+            (1_796_065_324, 5),
+            (951_782_399, 42),
+            (951_782_400, 7),
+        ] {
             assert_eq!(cache.rfc3339(at(secs, ms)), rfc3339_millis(at(secs, ms)), "{secs}.{ms}");
             assert_eq!(cache.clf(at(secs, ms)), clf_time(at(secs, ms)), "{secs}.{ms}");
         }

@@ -120,6 +120,15 @@ fn debug_shards(state: &State) -> Reply {
         accepted: u64,
         p99_ms: Option<f64>,
         heartbeat_age_ms: Option<u64>,
+        timeouts: u64,
+        breakers: Vec<Breaker>,
+    }
+    #[derive(Serialize)]
+    struct Breaker {
+        name: String,
+        state: &'static str,
+        transitions: u64,
+        rejected: u64,
     }
     #[derive(Serialize)]
     struct Report {
@@ -146,6 +155,17 @@ fn debug_shards(state: &State) -> Reply {
                     .and_then(|s| Snapshot::latency_quantile_us(&s.latency_buckets, 0.99))
                     .map(|us| us as f64 / 1000.0),
                 heartbeat_age_ms: ages[i].map(|d| d.as_millis() as u64),
+                timeouts: s.map_or(0, |s| s.timeouts),
+                breakers: s
+                    .map_or(&[][..], |s| &s.breakers[..])
+                    .iter()
+                    .map(|b| Breaker {
+                        name: b.name.to_string(),
+                        state: b.state.as_str(),
+                        transitions: b.transitions.iter().sum(),
+                        rejected: b.rejected,
+                    })
+                    .collect(),
             }
         })
         .collect();

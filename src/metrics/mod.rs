@@ -11,6 +11,7 @@ pub(crate) mod prometheus;
 use std::cell::Cell;
 use std::time::Duration;
 
+use crate::breaker::{self, BreakerSnapshot};
 use crate::http::HttpError;
 
 /// Upper bounds of the latency histogram buckets, in microseconds (the last bucket,
@@ -66,6 +67,8 @@ pub(crate) struct ShardStats {
     pub(crate) accept_errors: Cell<u64>,
     pub(crate) arena_abandoned: Cell<u64>,
     pub(crate) shard_restarts: Cell<u64>,
+    /// Chains cancelled by the `timeout` middleware.
+    pub(crate) timeouts: Cell<u64>,
     pub(crate) latency_buckets: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
     pub(crate) latency_sum_us: Cell<u64>,
     /// Per route id, then the redirect, 404 and 405 answers; sized from the router.
@@ -128,6 +131,8 @@ impl ShardStats {
         snap.accept_errors = self.accept_errors.get();
         snap.arena_abandoned = self.arena_abandoned.get();
         snap.shard_restarts = self.shard_restarts.get();
+        snap.timeouts = self.timeouts.get();
+        breaker::fill_snapshots(&mut snap.breakers);
         for (d, s) in snap.latency_buckets.iter_mut().zip(&self.latency_buckets) {
             *d = s.get();
         }
@@ -175,6 +180,9 @@ pub(crate) struct Snapshot {
     pub(crate) accept_errors: u64,
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,
+    pub(crate) timeouts: u64,
+    /// The circuit breakers built on this shard, in creation order.
+    pub(crate) breakers: Vec<BreakerSnapshot>,
     pub(crate) latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
     pub(crate) latency_sum_us: u64,
     /// Per route slot: responses by status class.

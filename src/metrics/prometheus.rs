@@ -92,7 +92,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 19] = [
+    let per_shard: [PerShard; 20] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -158,6 +158,12 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "Times this shard died and was restarted (server.on_shard_death = restart).",
             |s| s.shard_restarts,
         ),
+        (
+            "ringo_timeouts_total",
+            "counter",
+            "Handlers cancelled at their route's deadline (timeout middleware), answered 503 or 504.",
+            |s| s.timeouts,
+        ),
     ];
     for (name, kind, help, get) in per_shard {
         header(&mut out, name, kind, help);
@@ -216,12 +222,67 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
     for (shard, age) in e.heartbeat_age_s.iter().enumerate() {
         let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
     }
+    breakers(&mut out, e.shards);
     header(&mut out, "ringo_io_backend_info", "gauge", "The io backend in use.");
     let _ = writeln!(out, "ringo_io_backend_info{{backend=\"{}\"}} 1", escape(e.backend));
     header(&mut out, "ringo_ready", "gauge", "1 when every shard listens and start-up work is done.");
     let _ = writeln!(out, "ringo_ready {}", u8::from(e.ready));
     process_metrics(&mut out);
     out
+}
+
+/// Each shard's circuit breakers: state, transitions, refusals.
+fn breakers(out: &mut String, shards: &[Snapshot]) {
+    use crate::breaker::State;
+    header(out, "ringo_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 half open, 2 open.");
+    for s in shards {
+        for b in &s.breakers {
+            let _ = writeln!(
+                out,
+                "ringo_breaker_state{{shard=\"{}\",name=\"{}\"}} {}",
+                s.shard,
+                escape(&b.name),
+                b.state as u8
+            );
+        }
+    }
+    header(
+        out,
+        "ringo_breaker_transitions_total",
+        "counter",
+        "Circuit breaker state changes, by the state entered.",
+    );
+    for s in shards {
+        for b in &s.breakers {
+            for to in State::ALL {
+                let _ = writeln!(
+                    out,
+                    "ringo_breaker_transitions_total{{shard=\"{}\",name=\"{}\",to=\"{}\"}} {}",
+                    s.shard,
+                    escape(&b.name),
+                    to.as_str(),
+                    b.transitions[to as usize]
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "ringo_breaker_rejected_total",
+        "counter",
+        "Calls refused by a circuit breaker (open or probes taken).",
+    );
+    for s in shards {
+        for b in &s.breakers {
+            let _ = writeln!(
+                out,
+                "ringo_breaker_rejected_total{{shard=\"{}\",name=\"{}\"}} {}",
+                s.shard,
+                escape(&b.name),
+                b.rejected
+            );
+        }
+    }
 }
 
 /// CPU, memory and file descriptors of this process, from /proc/self.

@@ -9,18 +9,22 @@
 //!
 //! [`Router`]: crate::Router
 
+mod breaker;
 mod cors;
 mod logger;
 mod rate_limit;
 mod request_id;
 mod response_time;
+mod timeout;
 mod trace;
 
+pub use breaker::{BreakerMiddleware, breaker};
 pub use cors::{AllowedOrigins, Cors, CorsConfig, CorsError, cors};
 pub use logger::{Logger, logger, logger_with};
 pub use rate_limit::RateLimit;
 pub use request_id::{RequestId, request_id};
 pub use response_time::{ResponseTime, response_time};
+pub use timeout::{Timeout, WaitingOnUpstream, timeout};
 pub use trace::{TraceContext, TraceContextMiddleware, trace_context};
 
 use std::future::Future;
