@@ -109,6 +109,9 @@ pub(crate) struct ResponseState {
     pub(crate) close: bool,
     /// A streamed response has started: its head is already on the wire.
     pub(crate) streaming: Option<BodyLength>,
+    /// The stream was cut short (a deadline, a panic): its end is never marked, so the
+    /// client sees a truncated body, and the connection closes.
+    pub(crate) truncated: bool,
 }
 
 impl ResponseState {
@@ -120,6 +123,7 @@ impl ResponseState {
             body: Vec::with_capacity(1024),
             close: false,
             streaming: None,
+            truncated: false,
         }
     }
 
@@ -155,6 +159,7 @@ impl ResponseState {
         self.body.clear();
         self.close = false;
         self.streaming = None;
+        self.truncated = false;
     }
 }
 

@@ -478,3 +478,44 @@ fn limits_past_what_request_offsets_address_are_refused_at_start() {
     let err = Server::new(|| Ok(plain_app())).config(cfg).start().expect_err("a 5 GiB body limit is refused");
     assert!(err.to_string().contains("limits.max_body_bytes"), "{err}");
 }
+
+#[test]
+fn a_stream_cut_short_by_a_panic_or_a_deadline_never_looks_complete() {
+    for backend in BACKENDS {
+        let server = common::start_with(
+            || {
+                let mut r = Router::new();
+                r.get("/stream-panic", async |c: &mut Context| {
+                    let _ = c.write_stream(b"first piece").await;
+                    panic!("mid-stream bug");
+                })?;
+                let mut slow = r.group("/slow");
+                slow.middleware(ringo::middleware::timeout(Duration::from_millis(200)));
+                slow.get("/stream", async |c: &mut Context| {
+                    let _ = c.write_stream(b"first piece").await;
+                    ringo::time::sleep(Duration::from_secs(5)).await;
+                    let _ = c.write_stream(b"never").await;
+                })?;
+                Ok(r)
+            },
+            1,
+            backend,
+            Limits::default(),
+        );
+        for path in ["/stream-panic", "/slow/stream"] {
+            let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).expect("send");
+            let mut all = Vec::new();
+            let _ = s.read_to_end(&mut all);
+            let text = String::from_utf8_lossy(&all);
+            assert!(
+                text.starts_with("HTTP/1.1 200") && text.contains("first piece"),
+                "{backend} {path}: {text}"
+            );
+            // Regression: the last-chunk mark was appended, so a truncated body looked whole.
+            assert!(!text.ends_with("0\r\n\r\n"), "{backend} {path}: {text:?}");
+        }
+        server.shutdown();
+    }
+}

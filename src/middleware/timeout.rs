@@ -66,6 +66,7 @@ impl Middleware for Timeout {
             let mut resp = c.resp.borrow_mut();
             if resp.streaming.is_some() {
                 resp.close = true;
+                resp.truncated = true;
                 c.abort();
                 return;
             }

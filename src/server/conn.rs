@@ -136,7 +136,8 @@ async fn serve_requests(
             Answered::Normal => finish_response(shard, conn, ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
             Answered::Panicked if ctx.resp.get_mut().streaming.is_some() => {
-                // Mid-stream the head is out: only closing is left.
+                // Mid-stream the head is out: only closing is left, without the end mark.
+                ctx.resp.get_mut().truncated = true;
                 finish_response(shard, conn, ctx, false);
                 false
             }
@@ -330,12 +331,13 @@ fn finish_response(
     let out = &mut conn.transport.out;
     let resp = ctx.resp.get_mut();
     if let Some(length) = resp.streaming {
-        // The head is already out; end the body.
-        if length == BodyLength::Chunked && !head_request {
+        // The head is already out; end the body (unless it was cut short: then the
+        // missing end tells the client the body is incomplete).
+        if length == BodyLength::Chunked && !head_request && !resp.truncated {
             out.extend_from_slice(response::LAST_CHUNK);
         }
         let framed = matches!(length, BodyLength::Chunked | BodyLength::Omitted);
-        return request_keep_alive && !resp.close && !draining && framed;
+        return request_keep_alive && !resp.close && !resp.truncated && !draining && framed;
     }
     let keep_alive = request_keep_alive && !resp.close && !draining;
     let connection = match (keep_alive, minor) {
