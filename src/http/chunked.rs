@@ -24,8 +24,10 @@
 //!
 //! Bounds: a chunk-size line (size, extensions, CR) is at most [`MAX_CHUNK_LINE`] bytes,
 //! which also bounds quoted strings and their quoted-pairs; the trailer section is at most
-//! `max_trailer` bytes (431). A chunk size is at most `u64::MAX` (any number of leading
-//! zeros within the line bound); the decoded body is at most `max_body` (413).
+//! `max_trailer` bytes (431). A chunk size is at most 16 hex digits, leading zeros
+//! included ([`MAX_SIZE_DIGITS`]; fuzzing found that a reference counting digits and a
+//! decoder counting value disagree on zero-padded sizes, and a front end may be either);
+//! the decoded body is at most `max_body` (413).
 //!
 //! The decoder keeps its state between reads, so a body dribbled in byte by byte costs
 //! linear time, and any split of the input decodes to the same result. Extensions are
@@ -34,14 +36,18 @@
 use super::chars::{FIELD_VALUE, QDTEXT, TCHAR, hex_value, is};
 use super::error::HttpError;
 
+/// Most hex digits in a chunk size: 16, the digits of a `u64`, leading zeros included.
+const MAX_SIZE_DIGITS: usize = 16;
+
 /// Longest chunk-size line accepted: the size, its extensions and the CR (4 KiB).
 /// Extensions carry nothing ringo uses, so a longer line is refused, not skipped.
 const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading the hex digits of a chunk size; `any` once a digit was seen.
-    Size { any: bool },
+    /// Reading the hex digits of a chunk size; how many so far (at most
+    /// [`MAX_SIZE_DIGITS`]).
+    Size { digits: u8 },
     /// Whitespace (BWS) after the size or an extension value: only `;` may follow.
     SemiBws,
     /// After `;`: optional whitespace, then the first byte of an extension name.
@@ -123,7 +129,7 @@ pub(crate) struct ChunkedDecoder {
 impl ChunkedDecoder {
     pub(crate) fn new() -> ChunkedDecoder {
         ChunkedDecoder {
-            state: State::Size { any: false },
+            state: State::Size { digits: 0 },
             size: 0,
             line_len: 0,
             trailer_bytes: 0,
@@ -167,7 +173,7 @@ impl ChunkedDecoder {
                 }
                 State::DataLf => {
                     expect(b, b'\n')?;
-                    State::Size { any: false }
+                    State::Size { digits: 0 }
                 }
                 State::FinalLf => {
                     expect(b, b'\n')?;
@@ -216,15 +222,17 @@ fn expect(b: u8, want: u8) -> Result<(), HttpError> {
 fn size_line(state: State, b: u8, size: &mut u64) -> Result<State, HttpError> {
     let ws = b == b' ' || b == b'\t';
     let next = match state {
-        State::Size { any } => match hex_value(b) {
+        State::Size { digits } => match hex_value(b) {
             Some(v) => {
-                if *size > u64::MAX >> 4 {
+                // A digit limit, not only a value limit: zero-padded sizes are where
+                // parsers that count digits and parsers that count value disagree.
+                if usize::from(digits) >= MAX_SIZE_DIGITS {
                     return Err(HttpError::MalformedChunk);
                 }
                 *size = (*size << 4) | u64::from(v);
-                State::Size { any: true }
+                State::Size { digits: digits + 1 }
             }
-            None if !any => return Err(HttpError::MalformedChunk),
+            None if digits == 0 => return Err(HttpError::MalformedChunk),
             None => after_value(b)?,
         },
         State::SemiBws if ws => State::SemiBws,
@@ -366,7 +374,8 @@ mod tests {
             (b"5\nhello\r\n0\r\n\r\n", false),                       // bare LF after size
             (b"5;a\nhello\r\n0\r\n\r\n", false),                     // bare LF after an extension
             (b"+5\r\nhello\r\n0\r\n\r\n", false),                    // sign before the size
-            (b"0000000000000000000005\r\nhello\r\n0\r\n\r\n", true), // leading zeros are digits
+            (b"0000000000000005\r\nhello\r\n0\r\n\r\n", true),       // 16 digits, zero-padded
+            (b"00000000000000005\r\nhello\r\n0\r\n\r\n", false),     // 17 digits, even as zeros
             (b"10000000000000000\r\n", false),                       // 2^64 overflows u64
             (b"00\r\n\r\n", true),                                   // last-chunk = 1*("0")
             (b"0;last=\"yes\"\r\n\r\n", true),                       // last chunk with an extension
