@@ -45,7 +45,7 @@ fn app() -> Result<Router, RouteError> {
     let mut r = Router::new();
     r.middleware(request_id());
     r.middleware(trace_context());
-    r.get("/work/:tag", async |c: &mut Context| {
+    r.get("/task/:tag", async |c: &mut Context| {
         let tag = c.param("tag").to_owned();
         tracing::info!("marker {tag} before");
         ringo::time::sleep(Duration::from_millis(60)).await;
@@ -76,7 +76,7 @@ fn log_lines_name_their_request_across_awaits_and_background_tasks() {
                 std::thread::spawn(move || {
                     let mut c = Raw::connect(addr);
                     let trace = format!("00-{:0>32}-00f067aa0ba902b7-01", format!("{:x}", tag.len() * 7919 + tag.as_bytes()[0] as usize));
-                    c.send(format!("GET /work/{tag} HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-{tag}\r\ntraceparent: {trace}\r\n\r\n").as_bytes());
+                    c.send(format!("GET /task/{tag} HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-{tag}\r\ntraceparent: {trace}\r\n\r\n").as_bytes());
                     assert_eq!(c.response().status, 200);
                     (tag, trace[3..35].to_string())
                 })

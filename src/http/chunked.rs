@@ -348,48 +348,48 @@ mod tests {
         // Each input is a whole body: an accepted case consumes all of it, a refused one
         // fails on the byte under test, before what a lenient decoder would take as its end.
         let cases: &[(&[u8], bool)] = &[
-            (b"5\r\nhello\r\n0\r\n\r\n", true),                      // plain
-            (b"0x5\r\nhello\r\n0\r\n\r\n", false),                   // "0" then junk: not a last chunk
-            (b"5 junk\r\nhello\r\n0\r\n\r\n", false),                // junk after BWS without ";"
-            (b"5junk\r\nhello\r\n0\r\n\r\n", false),                 // junk glued to the size
-            (b"5;\r\nhello\r\n0\r\n\r\n", false),                    // ";" without a name
-            (b"5;=x\r\nhello\r\n0\r\n\r\n", false),                  // "=" without a name
-            (b"5;a=\r\nhello\r\n0\r\n\r\n", false),                  // "=" without a value
-            (b"5;a\r\nhello\r\n0\r\n\r\n", true),                    // name without value
-            (b"5;a=b;c;d=\"\"\r\nhello\r\n0\r\n\r\n", true),         // several, empty quoted value
-            (b"5 ; a = b\r\nhello\r\n0\r\n\r\n", true),              // BWS around ";" and "="
-            (b"5\t;\ta\r\nhello\r\n0\r\n\r\n", true),                // BWS may be HTAB
-            (b"5 \r\nhello\r\n0\r\n\r\n", false),                    // BWS not followed by ";"
-            (b"5;a \r\nhello\r\n0\r\n\r\n", false),                  // BWS after a name, then CR
-            (b"5;a=b \r\nhello\r\n0\r\n\r\n", false),                // BWS after a value, then CR
-            (b"5;a=\"q\\\"x\"\r\nhello\r\n0\r\n\r\n", true),         // quoted-pair inside quotes
-            (b"5;a=\"q\"x\r\nhello\r\n0\r\n\r\n", false),            // bytes after the closing quote
-            (b"5;a=\"q\r\nhello\r\n0\r\n\r\n", false),               // unterminated quoted string
-            (b"5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n", false),        // quoted-pair of a control byte
-            (b"5;a=b c\r\nhello\r\n0\r\n\r\n", false),               // two tokens as a value
-            (b"5;a@b\r\nhello\r\n0\r\n\r\n", false),                 // "@" is not a tchar
-            (b"5;a=\x80\r\nhello\r\n0\r\n\r\n", false),              // obs-text only inside quotes
-            (b"5;a=\"\x80\"\r\nhello\r\n0\r\n\r\n", true),           // obs-text inside quotes
-            (b"5\rhello\r\n0\r\n\r\n", false),                       // bare CR after size
-            (b"5\nhello\r\n0\r\n\r\n", false),                       // bare LF after size
-            (b"5;a\nhello\r\n0\r\n\r\n", false),                     // bare LF after an extension
-            (b"+5\r\nhello\r\n0\r\n\r\n", false),                    // sign before the size
-            (b"0000000000000005\r\nhello\r\n0\r\n\r\n", true),       // 16 digits, zero-padded
-            (b"00000000000000005\r\nhello\r\n0\r\n\r\n", false),     // 17 digits, even as zeros
-            (b"10000000000000000\r\n", false),                       // 2^64 overflows u64
-            (b"00\r\n\r\n", true),                                   // last-chunk = 1*("0")
-            (b"0;last=\"yes\"\r\n\r\n", true),                       // last chunk with an extension
-            (b"0\r\nX-T: 1\r\nY:\r\n\r\n", true),                    // trailers, one empty
-            (b"0\r\nX-T:  a b \t\r\n\r\n", true),                    // OWS around the value
-            (b"0\r\nX-T 1\r\n\r\n", false),                          // trailer without a colon
-            (b"0\r\nX-T : 1\r\n\r\n", false),                        // space before the colon
-            (b"0\r\n: 1\r\n\r\n", false),                            // empty field name
-            (b"0\r\n X: 1\r\n\r\n", false),                          // obs-fold / leading space
-            (b"0\r\nX: a\x00b\r\n\r\n", false),                      // NUL in a trailer value
-            (b"0\r\nX: 1\r\n\n", false),                             // bare LF ending the trailers
-            (b"0\r\n\n", false),                                     // bare LF as the final line
-            (b"0\r\n\r\r\n", false),                                 // CR CR LF as the final line
-            (b"5\r\nhello\n0\r\n\r\n", false),                       // bare LF after data
+            (b"5\r\nhello\r\n0\r\n\r\n", true),                  // plain
+            (b"0x5\r\nhello\r\n0\r\n\r\n", false),               // "0" then junk: not a last chunk
+            (b"5 junk\r\nhello\r\n0\r\n\r\n", false),            // junk after BWS without ";"
+            (b"5junk\r\nhello\r\n0\r\n\r\n", false),             // junk glued to the size
+            (b"5;\r\nhello\r\n0\r\n\r\n", false),                // ";" without a name
+            (b"5;=x\r\nhello\r\n0\r\n\r\n", false),              // "=" without a name
+            (b"5;a=\r\nhello\r\n0\r\n\r\n", false),              // "=" without a value
+            (b"5;a\r\nhello\r\n0\r\n\r\n", true),                // name without value
+            (b"5;a=b;c;d=\"\"\r\nhello\r\n0\r\n\r\n", true),     // several, empty quoted value
+            (b"5 ; a = b\r\nhello\r\n0\r\n\r\n", true),          // BWS around ";" and "="
+            (b"5\t;\ta\r\nhello\r\n0\r\n\r\n", true),            // BWS may be HTAB
+            (b"5 \r\nhello\r\n0\r\n\r\n", false),                // BWS not followed by ";"
+            (b"5;a \r\nhello\r\n0\r\n\r\n", false),              // BWS after a name, then CR
+            (b"5;a=b \r\nhello\r\n0\r\n\r\n", false),            // BWS after a value, then CR
+            (b"5;a=\"q\\\"x\"\r\nhello\r\n0\r\n\r\n", true),     // quoted-pair inside quotes
+            (b"5;a=\"q\"x\r\nhello\r\n0\r\n\r\n", false),        // bytes after the closing quote
+            (b"5;a=\"q\r\nhello\r\n0\r\n\r\n", false),           // unterminated quoted string
+            (b"5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n", false),    // quoted-pair of a control byte
+            (b"5;a=b c\r\nhello\r\n0\r\n\r\n", false),           // two tokens as a value
+            (b"5;a@b\r\nhello\r\n0\r\n\r\n", false),             // "@" is not a tchar
+            (b"5;a=\x80\r\nhello\r\n0\r\n\r\n", false),          // obs-text only inside quotes
+            (b"5;a=\"\x80\"\r\nhello\r\n0\r\n\r\n", true),       // obs-text inside quotes
+            (b"5\rhello\r\n0\r\n\r\n", false),                   // bare CR after size
+            (b"5\nhello\r\n0\r\n\r\n", false),                   // bare LF after size
+            (b"5;a\nhello\r\n0\r\n\r\n", false),                 // bare LF after an extension
+            (b"+5\r\nhello\r\n0\r\n\r\n", false),                // sign before the size
+            (b"0000000000000005\r\nhello\r\n0\r\n\r\n", true),   // 16 digits, zero-padded
+            (b"00000000000000005\r\nhello\r\n0\r\n\r\n", false), // 17 digits, even as zeros
+            (b"10000000000000000\r\n", false),                   // 2^64 overflows u64
+            (b"00\r\n\r\n", true),                               // last-chunk = 1*("0")
+            (b"0;last=\"yes\"\r\n\r\n", true),                   // last chunk with an extension
+            (b"0\r\nX-T: 1\r\nY:\r\n\r\n", true),                // trailers, one empty
+            (b"0\r\nX-T:  a b \t\r\n\r\n", true),                // OWS around the value
+            (b"0\r\nX-T 1\r\n\r\n", false),                      // trailer without a colon
+            (b"0\r\nX-T : 1\r\n\r\n", false),                    // space before the colon
+            (b"0\r\n: 1\r\n\r\n", false),                        // empty field name
+            (b"0\r\n X: 1\r\n\r\n", false),                      // obs-fold / leading space
+            (b"0\r\nX: a\x00b\r\n\r\n", false),                  // NUL in a trailer value
+            (b"0\r\nX: 1\r\n\n", false),                         // bare LF ending the trailers
+            (b"0\r\n\n", false),                                 // bare LF as the final line
+            (b"0\r\n\r\r\n", false),                             // CR CR LF as the final line
+            (b"5\r\nhello\n0\r\n\r\n", false),                   // bare LF after data
         ];
         for (raw, ok) in cases {
             let got = outcome(raw);
