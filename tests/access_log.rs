@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, Raw};
+use common::{BACKENDS, Raw, metric};
 use ringo::access_log::{AccessLogFormat, AccessLogSink, LogOutput};
 use ringo::{Context, IoBackend, Router, RunningServer, Server, ServerConfig};
 
@@ -53,14 +53,6 @@ fn lines_when(path: &Path, n: usize) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn metric(server: &RunningServer, name: &str) -> u64 {
-    let mut c = Raw::connect(server.admin_addr().expect("admin"));
-    c.send(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    let text = c.response().text();
-    let prefix = format!("{name}{{shard=\"0\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 #[test]

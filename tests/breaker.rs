@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{BACKENDS, Raw, Resp};
+use common::{BACKENDS, Raw, Resp, admin_get, eventually, series};
 use ringo::breaker::{Breaker, Settings};
 use ringo::middleware::breaker;
 use ringo::{Context, IoBackend, RouteError, Router, RunningServer, Server, ServerConfig};
@@ -58,29 +58,6 @@ fn start(backend: IoBackend) -> RunningServer {
         ..ServerConfig::default()
     };
     Server::new(app).config(cfg).start().expect("server starts")
-}
-
-fn admin_get(server: &RunningServer, path: &str) -> Resp {
-    let mut c = Raw::connect(server.admin_addr().expect("admin listener"));
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes());
-    c.response()
-}
-
-/// The value of the series `line_prefix` (name and labels) in `/metrics`.
-fn series(server: &RunningServer, line_prefix: &str) -> Option<u64> {
-    let text = admin_get(server, "/metrics").text();
-    text.lines().find_map(|l| l.strip_prefix(line_prefix)).and_then(|v| v.trim().parse().ok())
-}
-
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
 }
 
 fn state_is(server: &RunningServer, value: u64) -> bool {

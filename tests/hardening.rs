@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, Raw, Resp};
+use common::{BACKENDS, Raw, admin_get, eventually, metric};
 use ringo::middleware::from_fn;
 use ringo::{
     Context, IoBackend, Limits, Next, RouteError, Router, RunningServer, Server, ServerConfig,
@@ -34,35 +34,6 @@ where
         ..ServerConfig::default()
     };
     Server::new(factory).config(cfg).start().expect("server starts")
-}
-
-fn admin_get(server: &RunningServer, path: &str) -> Resp {
-    let addr = server.admin_addr().expect("admin listener");
-    let mut c = Raw::connect(addr);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes());
-    c.response()
-}
-
-/// The value of a per-shard metric for shard 0.
-fn metric(server: &RunningServer, name: &str) -> u64 {
-    let text = admin_get(server, "/metrics").text();
-    let prefix = format!("{name}{{shard=\"0\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from /metrics"))
-}
-
-/// Polls `check` for up to `within`.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
 }
 
 fn plain_app() -> Router {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, Raw};
+use common::{BACKENDS, Raw, admin_get};
 use ringo::middleware::RateLimit;
 use ringo::{Context, IoBackend, Limits, RouteError, Router, RunningServer, Server, ServerConfig};
 
@@ -28,12 +28,6 @@ where
         ..ServerConfig::default()
     };
     Server::new(factory).config(cfg).start().expect("server starts")
-}
-
-fn metrics(server: &RunningServer) -> String {
-    let mut c = Raw::connect(server.admin_addr().expect("admin"));
-    c.send(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    c.response().text()
 }
 
 #[test]
@@ -66,7 +60,7 @@ fn a_shard_limit_answers_429_with_retry_after_and_ratelimit_fields() {
         );
         assert_eq!(c.get("/x").status, 429, "the connection stays open and in step");
         let until = Instant::now() + Duration::from_secs(3);
-        while !metrics(&server).contains("ringo_rate_limited_total{shard=\"0\"} 2") {
+        while !admin_get(&server, "/metrics").text().contains("ringo_rate_limited_total{shard=\"0\"} 2") {
             assert!(Instant::now() < until, "refusals counted");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -108,8 +102,15 @@ fn per_client_limits_key_by_header_or_ip_in_a_bounded_table() {
             assert_eq!(get(&mut c, Some(key)), 200);
         }
         let until = Instant::now() + Duration::from_secs(3);
-        while !metrics(&server).contains("ringo_rate_limit_evictions_total{shard=\"0\"} 3") {
-            assert!(Instant::now() < until, "{backend}: evictions counted:\n{}", metrics(&server));
+        while !admin_get(&server, "/metrics")
+            .text()
+            .contains("ringo_rate_limit_evictions_total{shard=\"0\"} 3")
+        {
+            assert!(
+                Instant::now() < until,
+                "{backend}: evictions counted:\n{}",
+                admin_get(&server, "/metrics").text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server.shutdown();
@@ -189,7 +190,8 @@ fn a_global_limit_holds_within_ten_percent_under_skewed_load() {
         assert!(
             (RATE * 0.9..=RATE * 1.1).contains(&rate),
             "{backend}: admitted {rate:.0}/s of a {RATE}/s global limit (per worker {counts:?})\n{}",
-            metrics(&server)
+            admin_get(&server, "/metrics")
+                .text()
                 .lines()
                 .filter(|l| l.starts_with("ringo_rate_limit"))
                 .collect::<Vec<_>>()

@@ -204,3 +204,34 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let (body, code) = text.rsplit_once('\n').expect("status line");
     (code.trim().parse().expect("code"), body.to_string())
 }
+
+/// GET `path` on the server's admin listener.
+pub fn admin_get(server: &RunningServer, path: &str) -> Resp {
+    let mut c = Raw::connect(server.admin_addr().expect("admin listener"));
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response()
+}
+
+/// The value of the series whose line starts with `line_prefix` (name and labels) in
+/// `/metrics`, if present.
+pub fn series(server: &RunningServer, line_prefix: &str) -> Option<u64> {
+    let text = admin_get(server, "/metrics").text();
+    text.lines().find_map(|l| l.strip_prefix(line_prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+/// The value of a per-shard counter for shard 0 (0 until it is exported).
+pub fn metric(server: &RunningServer, name: &str) -> u64 {
+    series(server, &format!("{name}{{shard=\"0\"}} ")).unwrap_or(0)
+}
+
+/// Polls `check` for up to `within`; whether it held.
+pub fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
