@@ -149,10 +149,35 @@ fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
     }
     if let Some(client) = e.client {
         out.extend_from_slice(b",\"client\":\"");
-        let _ = write!(out, "{client}");
+        write_addr(out, client, true);
         out.push(b'"');
     }
     out.push(b'}');
+}
+
+/// An address without `fmt` for IPv4 (every line has one); IPv6 through `fmt`.
+fn write_addr(out: &mut Vec<u8>, addr: std::net::SocketAddr, with_port: bool) {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(num.format(*octet).as_bytes());
+            }
+            if with_port {
+                out.push(b':');
+                out.extend_from_slice(num.format(addr.port()).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(_) if with_port => {
+            let _ = write!(out, "{addr}");
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// A JSON string literal (serde_json's escaping; no allocation).
@@ -164,9 +189,7 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 
 fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
     match e.client {
-        Some(c) => {
-            let _ = write!(out, "{}", c.ip());
-        }
+        Some(c) => write_addr(out, c, false),
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" - - [");
@@ -279,6 +302,19 @@ mod tests {
         // A leap day.
         assert_eq!(&rfc3339_millis(at(951_782_400, 5)), b"2000-02-29T00:00:00.005Z");
         assert_eq!(&clf_time(at(1_796_065_323, 0)), b"30/Nov/2026:19:02:03 +0000");
+    }
+
+    #[test]
+    fn addresses_render_like_their_display() {
+        for text in ["127.0.0.1:5555", "10.0.0.255:80", "0.0.0.0:0", "[2001:db8::1]:4711"] {
+            let addr: std::net::SocketAddr = text.parse().expect("addr");
+            let mut out = Vec::new();
+            write_addr(&mut out, addr, true);
+            assert_eq!(out, text.as_bytes());
+            out.clear();
+            write_addr(&mut out, addr, false);
+            assert_eq!(out, addr.ip().to_string().as_bytes());
+        }
     }
 
     #[test]
