@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BACKENDS, Raw, Resp, admin_get, eventually, series};
+use common::{BACKENDS, Raw, Resp, admin_get, eventually, series, start_with_admin};
 use ringo::breaker::{Breaker, Settings};
 use ringo::middleware::breaker;
-use ringo::{Context, IoBackend, RouteError, Router, RunningServer, Server, ServerConfig};
+use ringo::{Context, RouteError, Router, RunningServer};
 
 /// How long the breaker stays open in these tests.
 const OPEN_FOR: Duration = Duration::from_millis(400);
@@ -48,18 +48,6 @@ fn app() -> Result<Router, RouteError> {
     Ok(r)
 }
 
-fn start(backend: IoBackend) -> RunningServer {
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        shards: Some(1),
-        io_backend: backend,
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        drain_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
-    };
-    Server::new(app).config(cfg).start().expect("server starts")
-}
-
 fn state_is(server: &RunningServer, value: u64) -> bool {
     series(server, "ringo_breaker_state{shard=\"0\",name=\"dep\"} ") == Some(value)
 }
@@ -78,7 +66,7 @@ fn trip(c: &mut Raw) {
 #[test]
 fn a_failing_dependency_drives_the_breaker_through_every_transition() {
     for backend in BACKENDS {
-        let server = start(backend);
+        let server = start_with_admin(app, backend);
         let mut c = Raw::connect(server.local_addr());
         assert_eq!(c.get("/dep").status, 200);
 

@@ -7,10 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, Raw, Resp};
+use common::{BACKENDS, Raw, Resp, series, start_with_admin};
 use ringo::breaker::{Breaker, Settings};
 use ringo::middleware::{WaitingOnUpstream, breaker, timeout};
-use ringo::{Context, IoBackend, RouteError, Router, RunningServer, Server, ServerConfig};
+use ringo::{Context, RouteError, Router, RunningServer};
 
 const DEADLINE: Duration = Duration::from_millis(150);
 
@@ -46,25 +46,8 @@ fn app() -> Result<Router, RouteError> {
     Ok(r)
 }
 
-fn start(backend: IoBackend) -> RunningServer {
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        shards: Some(1),
-        io_backend: backend,
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        drain_timeout: Duration::from_secs(2),
-        ..ServerConfig::default()
-    };
-    Server::new(app).config(cfg).start().expect("server starts")
-}
-
 fn timeouts(server: &RunningServer) -> Option<u64> {
-    let mut c = Raw::connect(server.admin_addr().expect("admin listener"));
-    c.send(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    let text = c.response().text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ringo_timeouts_total{shard=\"0\"} "))
-        .and_then(|v| v.parse().ok())
+    series(server, "ringo_timeouts_total{shard=\"0\"} ")
 }
 
 /// GETs `path` and checks the answer came at the deadline, not after the handler.
@@ -80,7 +63,7 @@ fn timed(c: &mut Raw, path: &str) -> Resp {
 #[test]
 fn slow_handlers_are_cancelled_at_their_deadline_and_the_connection_keeps_serving() {
     for backend in BACKENDS {
-        let server = start(backend);
+        let server = start_with_admin(app, backend);
         let mut c = Raw::connect(server.local_addr());
 
         let r = timed(&mut c, "/t/slow");

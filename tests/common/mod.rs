@@ -27,6 +27,22 @@ where
     Server::new(factory).config(cfg).start().expect("server starts")
 }
 
+/// Starts `factory` on loopback with one shard and an admin listener (metrics, health).
+pub fn start_with_admin<F>(factory: F, backend: IoBackend) -> RunningServer
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        shards: Some(1),
+        io_backend: backend,
+        admin: Some("127.0.0.1:0".parse().expect("addr")),
+        drain_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    Server::new(factory).config(cfg).start().expect("server starts")
+}
+
 /// The default app, `shards` shards.
 pub fn start_default(shards: usize, backend: IoBackend) -> RunningServer {
     start_with(ringo::default_app, shards, backend, Limits::default())
