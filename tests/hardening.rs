@@ -22,18 +22,11 @@ fn start_admin<F>(factory: F, backend: IoBackend, limits: Limits, policy: ShardD
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        shards: Some(1),
-        io_backend: backend,
-        limits,
-        drain_timeout: Duration::from_secs(2),
-        admin: Some("127.0.0.1:0".parse().expect("addr")),
-        stall_threshold: Duration::from_secs(5),
-        on_shard_death: policy,
-        ..ServerConfig::default()
-    };
-    Server::new(factory).config(cfg).start().expect("server starts")
+    common::start_with_admin_and(factory, backend, |cfg| {
+        cfg.limits = limits;
+        cfg.stall_threshold = Duration::from_secs(5);
+        cfg.on_shard_death = policy;
+    })
 }
 
 fn plain_app() -> Router {

@@ -234,16 +234,25 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
 /// Each shard's circuit breakers: state, transitions, refusals.
 fn breakers(out: &mut String, shards: &[Snapshot]) {
     use crate::breaker::State;
-    header(out, "ringo_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 half open, 2 open.");
-    for s in shards {
-        for b in &s.breakers {
-            let _ = writeln!(
-                out,
-                "ringo_breaker_state{{shard=\"{}\",name=\"{}\"}} {}",
-                s.shard,
-                escape(&b.name),
-                b.state as u8
-            );
+    type PerBreaker = (&'static str, &'static str, &'static str, fn(&crate::breaker::BreakerSnapshot) -> u64);
+    let per_breaker: [PerBreaker; 2] = [
+        ("ringo_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 half open, 2 open.", |b| {
+            b.state as u64
+        }),
+        (
+            "ringo_breaker_rejected_total",
+            "counter",
+            "Calls refused by a circuit breaker (open or probes taken).",
+            |b| b.rejected,
+        ),
+    ];
+    for (name, kind, help, get) in per_breaker {
+        header(out, name, kind, help);
+        for s in shards {
+            for b in &s.breakers {
+                let _ =
+                    writeln!(out, "{name}{{shard=\"{}\",name=\"{}\"}} {}", s.shard, escape(&b.name), get(b));
+            }
         }
     }
     header(
@@ -264,23 +273,6 @@ fn breakers(out: &mut String, shards: &[Snapshot]) {
                     b.transitions[to as usize]
                 );
             }
-        }
-    }
-    header(
-        out,
-        "ringo_breaker_rejected_total",
-        "counter",
-        "Calls refused by a circuit breaker (open or probes taken).",
-    );
-    for s in shards {
-        for b in &s.breakers {
-            let _ = writeln!(
-                out,
-                "ringo_breaker_rejected_total{{shard=\"{}\",name=\"{}\"}} {}",
-                s.shard,
-                escape(&b.name),
-                b.rejected
-            );
         }
     }
 }

@@ -32,7 +32,19 @@ pub fn start_with_admin<F>(factory: F, backend: IoBackend) -> RunningServer
 where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
-    let cfg = ServerConfig {
+    start_with_admin_and(factory, backend, |_| {})
+}
+
+/// Like [`start_with_admin`], with `tweak` applied to the configuration first.
+pub fn start_with_admin_and<F>(
+    factory: F,
+    backend: IoBackend,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> RunningServer
+where
+    F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
+{
+    let mut cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         shards: Some(1),
         io_backend: backend,
@@ -40,6 +52,7 @@ where
         drain_timeout: Duration::from_secs(2),
         ..ServerConfig::default()
     };
+    tweak(&mut cfg);
     Server::new(factory).config(cfg).start().expect("server starts")
 }
 
