@@ -51,13 +51,18 @@ pub fn default_app_from(
     sink: Option<&crate::access_log::AccessLogSink>,
 ) -> Result<Router, RouteError> {
     use crate::middleware::RateLimit;
-    let mut r = match (config.server.stack, sink) {
-        (crate::config::Stack::Default, Some(sink)) => {
-            default_app_with_access_log(sink, config.access_log.format, config.access_log.sample_every)?
-        }
-        (crate::config::Stack::Default, None) => default_app_with_stack()?,
-        (crate::config::Stack::Bare, _) => default_app()?,
-    };
+    let mut r = default_app()?;
+    if config.server.stack == crate::config::Stack::Default {
+        r.middleware(crate::middleware::request_id());
+        r.middleware(crate::middleware::trace_context().sample_ratio(config.trace.sample_ratio));
+        let stdout = crate::access_log::AccessLogSink::stdout();
+        let sink = sink.unwrap_or(&stdout);
+        r.middleware(crate::middleware::logger_with(
+            sink,
+            config.access_log.format,
+            config.access_log.sample_every,
+        ));
+    }
     if !config.proxy.trusted.is_empty() {
         r.trusted_proxies(&config.proxy.trusted)?;
     }

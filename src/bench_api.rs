@@ -88,7 +88,7 @@ impl ChainBench {
     pub fn new(mut router: Router, request: &[u8]) -> ChainBench {
         router.finish();
         let limits = Limits::default();
-        let handle = crate::shard_handle::ShardHandle::new(0, limits, router.len());
+        let handle = crate::shard_handle::ShardHandle::new(0, limits, router.len(), 0);
         let ctx = Context::new(handle);
         ChainBench {
             router,

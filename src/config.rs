@@ -207,6 +207,51 @@ impl CorsSection {
     }
 }
 
+/// The `[trace]` table: sampling of the traces the default stack starts, and OTLP
+/// export of sampled request spans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSection {
+    /// Share of the traces this server starts that are sampled (0 to 1); incoming
+    /// trace headers keep their caller's decision.
+    pub sample_ratio: f64,
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`;
+    /// empty: no spans are kept or exported.
+    pub otlp_endpoint: String,
+    /// The `service.name` the spans carry.
+    pub service_name: String,
+    /// Deadline of one export request, in milliseconds.
+    pub export_timeout_ms: u64,
+    /// Spans each shard keeps between two snapshots (200 ms); more are dropped, counted.
+    pub spans_per_shard: usize,
+}
+
+impl Default for TraceSection {
+    fn default() -> Self {
+        let d = crate::TraceExport::default();
+        TraceSection {
+            sample_ratio: 1.0,
+            otlp_endpoint: String::new(),
+            service_name: d.service_name,
+            export_timeout_ms: d.timeout.as_millis() as u64,
+            spans_per_shard: d.spans_per_shard,
+        }
+    }
+}
+
+impl TraceSection {
+    /// The export settings, when an endpoint is configured.
+    pub fn export(&self) -> Option<crate::TraceExport> {
+        let endpoint = self.otlp_endpoint.trim();
+        (!endpoint.is_empty()).then(|| crate::TraceExport {
+            endpoint: endpoint.to_owned(),
+            service_name: self.service_name.clone(),
+            timeout: Duration::from_millis(self.export_timeout_ms),
+            spans_per_shard: self.spans_per_shard,
+        })
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -223,6 +268,8 @@ pub struct Config {
     pub proxy: ProxySection,
     /// CORS on the default app's routes.
     pub cors: CorsSection,
+    /// Trace sampling and span export.
+    pub trace: TraceSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -361,6 +408,12 @@ impl Config {
             })?)
         };
         self.limits.validate().map_err(|e| ConfigError::Value { key: e.key, message: e.message })?;
+        if !(0.0..=1.0).contains(&self.trace.sample_ratio) {
+            return Err(ConfigError::Value {
+                key: "trace.sample_ratio",
+                message: format!("{} is not between 0 and 1", self.trace.sample_ratio),
+            });
+        }
         Ok(ServerConfig {
             listen,
             shards: (s.shards > 0).then_some(s.shards),
@@ -375,15 +428,16 @@ impl Config {
             stall_threshold: Duration::from_millis(s.stall_threshold_ms),
             control_core: usize::try_from(s.control_core).ok(),
             on_shard_death: s.on_shard_death,
+            trace_export: self.trace.export(),
         })
     }
 }
 
 /// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
-/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*` and `cors_*` name their
-/// tables, anything else `[server]`.
+/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*`, `cors_*` and `trace_*` name
+/// their tables, anything else `[server]`.
 fn env_key(key: &str) -> (&'static str, String) {
-    for table in ["limits", "access_log", "rate_limit", "proxy", "cors"] {
+    for table in ["limits", "access_log", "rate_limit", "proxy", "cors", "trace"] {
         if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
             return (table, field.to_owned());
         }

@@ -197,6 +197,9 @@ pub struct Context {
     pub(crate) transport: Transport,
     /// The request's ids for log lines, made current around each poll of its chain.
     pub(crate) log_ids: Rc<Cell<crate::logging::LogIds>>,
+    /// Set by the trace middleware when this request's span is to be recorded; the
+    /// engine writes it to the shard's span ring once the answer is queued.
+    pub(crate) span: Option<crate::span_ring::SpanIds>,
 }
 
 impl std::fmt::Debug for Context {
@@ -231,6 +234,7 @@ impl Context {
             trusted_proxies: None,
             transport: Transport::default(),
             log_ids: Rc::new(Cell::new(crate::logging::LogIds::default())),
+            span: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl Context {
         self.aborted.set(false);
         self.values.reset();
         self.log_ids.set(crate::logging::LogIds::default());
+        self.span = None;
     }
 
     /// Percent-decodes the router's parameter spans. `false` when one is not UTF-8.

@@ -45,6 +45,7 @@ mod ratelimit;
 mod router;
 mod server;
 mod shard_handle;
+mod span_ring;
 mod sys;
 pub mod time;
 mod transport;
@@ -63,5 +64,6 @@ pub use middleware::{Middleware, Next};
 pub use router::{Group, RouteError, Router};
 pub use server::{
     DrainReport, EXIT_ABANDONED, EXIT_FORCED, EXIT_SHARD_DIED, IoBackend, RESTARTS_PER_MINUTE, RunningServer,
-    Server, ServerConfig, ServerError, ShardDeathPolicy, ShardStartError, ShutdownReport,
+    Server, ServerConfig, ServerError, ShardDeathPolicy, ShardStartError, ShutdownReport, TraceExport,
+    TraceExportError,
 };

@@ -1,8 +1,8 @@
 //! `ShardHandle`: what a request may know of the shard serving it.
 //!
 //! A [`Context`](crate::Context) reaches its shard only through this small handle: the
-//! shard's id, its limits, the cached `Date`, its counters, and the bounded spawner for
-//! background tasks. It sits below both `context.rs` and `server/`, so the request view
+//! shard's id, its limits, the cached `Date`, its counters, its ring of sampled spans,
+//! and the bounded spawner for background tasks. It sits below both `context.rs` and `server/`, so the request view
 //! never imports the engine. It must never hold connections, listeners or pools: those
 //! are the engine's (`server/shard.rs`), and a handle kept alive by a request must not
 //! keep them alive.
@@ -19,6 +19,7 @@ use crate::context::SpawnError;
 use crate::http::Limits;
 use crate::http::date::DateCache;
 use crate::metrics::ShardStats;
+use crate::span_ring::SpanRing;
 
 /// The per-shard facts and services a request uses.
 #[derive(Debug)]
@@ -27,15 +28,18 @@ pub(crate) struct ShardHandle {
     pub(crate) limits: Limits,
     pub(crate) date: DateCache,
     pub(crate) stats: Rc<ShardStats>,
+    /// Sampled spans waiting for the next snapshot (capacity 0: none kept).
+    pub(crate) spans: SpanRing,
 }
 
 impl ShardHandle {
-    pub(crate) fn new(id: usize, limits: Limits, routes: usize) -> Rc<ShardHandle> {
+    pub(crate) fn new(id: usize, limits: Limits, routes: usize, span_capacity: usize) -> Rc<ShardHandle> {
         Rc::new(ShardHandle {
             id,
             limits,
             date: DateCache::new(),
             stats: Rc::new(ShardStats::with_routes(routes)),
+            spans: SpanRing::new(span_capacity),
         })
     }
 

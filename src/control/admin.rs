@@ -344,6 +344,7 @@ mod tests {
             stall_after: Duration::from_secs(2),
             lifecycle: super::super::LifecycleCell::default(),
             started: Instant::now(),
+            spans: None,
         }
     }
 

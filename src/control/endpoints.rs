@@ -74,6 +74,7 @@ fn metrics(state: &State) -> Reply {
     let limiters: Vec<String> = state.limiters.limiters.iter().map(|l| l.name.clone()).collect();
     let body = prometheus::render(&Exposition {
         limiters: &limiters,
+        otlp: state.spans.as_ref().map(|s| s.counts()),
         shards: &snaps,
         routes: &state.routes,
         backend: state.backend,

@@ -10,11 +10,14 @@
 //! One loop does it all, and nothing in it blocks except the wait for the next report
 //! (at most [`TICK`]): absorb and recycle snapshots, run the watchdog, then one turn of
 //! the admin connections (`admin.rs`: non-blocking sockets, deadlines and caps), so no
-//! admin client can hold back the heartbeats or snapshot recycling.
+//! admin client can hold back the heartbeats or snapshot recycling. Sampled spans
+//! arrive inside the snapshots and leave as OTLP batches through the exporter thread
+//! (`otlp.rs`), which alone may wait on the network.
 
 mod admin;
 pub(crate) mod budgets;
 mod endpoints;
+pub(crate) mod otlp;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -142,6 +145,8 @@ pub(crate) struct ControlSpec {
     pub(crate) recycle: Vec<Sender<Snapshot>>,
     pub(crate) budgets: Vec<Sender<budgets::Budget>>,
     pub(crate) started: Instant,
+    /// Span export, started by the server (so a bad endpoint fails `start`).
+    pub(crate) spans: Option<otlp::SpanExport>,
 }
 
 /// The control thread, as the server holds it.
@@ -203,6 +208,8 @@ pub(crate) struct State {
     pub(crate) stall_after: Duration,
     pub(crate) lifecycle: LifecycleCell,
     pub(crate) started: Instant,
+    /// OTLP export of the shards' sampled spans, when configured.
+    pub(crate) spans: Option<otlp::SpanExport>,
 }
 
 impl State {
@@ -222,8 +229,14 @@ impl State {
                     tracing::error!(shard, "shard thread died; /healthz fails until it reports again");
                 }
             }
-            ShardReport::Snapshot(snap) => {
+            ShardReport::Snapshot(mut snap) => {
                 let shard = snap.shard;
+                if let Some(export) = self.spans.as_mut() {
+                    let routes = self.routes.get(shard).map(Vec::as_slice).unwrap_or(&[]);
+                    export.absorb(shard, &snap.spans, routes);
+                }
+                // Emptied either way: the buffer goes back to the shard for reuse.
+                snap.spans.clear();
                 if let Some(dead) = self.dead.get_mut(shard) {
                     *dead = false;
                 }
@@ -289,8 +302,18 @@ impl State {
 }
 
 fn run(spec: ControlSpec) {
-    let ControlSpec { admin, shards, backend, stall_after, lifecycle, reports, recycle, budgets, started } =
-        spec;
+    let ControlSpec {
+        admin,
+        shards,
+        backend,
+        stall_after,
+        lifecycle,
+        reports,
+        recycle,
+        budgets,
+        started,
+        spans,
+    } = spec;
     let mut admin = match admin::Admin::new(admin) {
         Ok(admin) => Some(admin),
         Err(e) => {
@@ -310,6 +333,7 @@ fn run(spec: ControlSpec) {
         stall_after,
         lifecycle,
         started,
+        spans,
     };
     loop {
         match reports.recv_timeout(TICK) {
@@ -322,6 +346,9 @@ fn run(spec: ControlSpec) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 if state.lifecycle.get() == Lifecycle::Stopped {
+                    if let Some(export) = state.spans.as_mut() {
+                        export.finish();
+                    }
                     return;
                 }
                 std::thread::sleep(TICK);
@@ -329,10 +356,21 @@ fn run(spec: ControlSpec) {
         }
         state.watch();
         state.limiters.rebalance(&budgets);
+        let now = Instant::now();
+        if let Some(export) = state.spans.as_mut() {
+            export.tick(now);
+        }
         if let Some(admin) = admin.as_mut() {
-            admin.turn(&state, Instant::now());
+            admin.turn(&state, now);
         }
         if state.lifecycle.get() == Lifecycle::Stopped {
+            // The shards' last snapshots are in: post their spans before going.
+            while let Ok(r) = reports.try_recv() {
+                state.absorb(r, &recycle);
+            }
+            if let Some(export) = state.spans.as_mut() {
+                export.finish();
+            }
             return;
         }
     }

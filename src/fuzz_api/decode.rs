@@ -24,7 +24,7 @@ const NAMES: [&str; MAX_PARAMS] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7
 
 thread_local! {
     static CTX: RefCell<Context> =
-        RefCell::new(Context::new(ShardHandle::new(0, Limits::default(), 0)));
+        RefCell::new(Context::new(ShardHandle::new(0, Limits::default(), 0, 0)));
 }
 
 /// Runs one input; `Err` says which property broke.

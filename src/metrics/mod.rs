@@ -189,6 +189,12 @@ pub(crate) struct Snapshot {
     pub(crate) routes: Vec<[u64; 5]>,
     /// Per global rate limiter, in declaration order.
     pub(crate) limiters: Vec<LimiterUsage>,
+    /// Sampled spans finished since the last snapshot (emptied by the control thread).
+    pub(crate) spans: Vec<crate::span_ring::SpanRecord>,
+    /// Spans kept for export since the shard started.
+    pub(crate) spans_recorded: u64,
+    /// Spans dropped because the shard's ring was full, since the shard started.
+    pub(crate) spans_dropped: u64,
 }
 
 impl Snapshot {

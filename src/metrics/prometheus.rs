@@ -22,6 +22,8 @@ pub(crate) struct Exposition<'a> {
     pub(crate) ready: bool,
     /// The global rate limiters' names, in the order of `Snapshot::limiters`.
     pub(crate) limiters: &'a [String],
+    /// Spans the control thread handled `(exported, failed, dropped)`, when it exports.
+    pub(crate) otlp: Option<[u64; 3]>,
 }
 
 /// A per-shard series: name, type, help, and how to read it from a snapshot.
@@ -92,7 +94,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ =
             writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
-    let per_shard: [PerShard; 20] = [
+    let per_shard: [PerShard; 22] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
@@ -164,6 +166,15 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             "Handlers cancelled at their route's deadline (timeout middleware), answered 503 or 504.",
             |s| s.timeouts,
         ),
+        ("ringo_spans_recorded_total", "counter", "Sampled request spans kept for OTLP export.", |s| {
+            s.spans_recorded
+        }),
+        (
+            "ringo_spans_dropped_total",
+            "counter",
+            "Sampled spans dropped because the shard's span ring was full (trace.spans_per_shard).",
+            |s| s.spans_dropped,
+        ),
     ];
     for (name, kind, help, get) in per_shard {
         header(&mut out, name, kind, help);
@@ -223,6 +234,17 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
     }
     breakers(&mut out, e.shards);
+    if let Some(counts) = e.otlp {
+        header(
+            &mut out,
+            "ringo_otlp_spans_total",
+            "counter",
+            "Spans sent to the OTLP collector, by outcome (failed: the request failed; dropped: the exporter was behind).",
+        );
+        for (outcome, n) in ["exported", "failed", "dropped"].iter().zip(counts) {
+            let _ = writeln!(out, "ringo_otlp_spans_total{{outcome=\"{outcome}\"}} {n}");
+        }
+    }
     header(&mut out, "ringo_io_backend_info", "gauge", "The io backend in use.");
     let _ = writeln!(out, "ringo_io_backend_info{{backend=\"{}\"}} 1", escape(e.backend));
     header(&mut out, "ringo_ready", "gauge", "1 when every shard listens and start-up work is done.");

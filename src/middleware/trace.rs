@@ -20,6 +20,7 @@ use std::cell::Cell;
 
 use super::{Middleware, Next};
 use crate::context::Context;
+use crate::span_ring::SpanIds;
 
 /// Longest `tracestate` carried on (W3C: 512 characters).
 const TRACESTATE_MAX: usize = 512;
@@ -213,12 +214,13 @@ fn valid_tracestate(v: &[u8]) -> bool {
     members <= 32
 }
 
-/// Accepts or starts the request's trace; see the module docs.
+/// Accepts or starts the request's trace; see the module docs. Every trace this server
+/// starts is sampled; see [`TraceContextMiddleware::sample_ratio`].
 pub fn trace_context() -> TraceContextMiddleware {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
-    TraceContextMiddleware { state: Cell::new(seed | 1) }
+    TraceContextMiddleware { state: Cell::new(seed | 1), sample_below: None }
 }
 
 /// See [`trace_context`].
@@ -226,9 +228,33 @@ pub fn trace_context() -> TraceContextMiddleware {
 pub struct TraceContextMiddleware {
     /// This shard's id generator (SplitMix64 state).
     state: Cell<u64>,
+    /// A trace this server starts is sampled when the low 64 bits of its id are below
+    /// this; `None`: always.
+    sample_below: Option<u64>,
 }
 
 impl TraceContextMiddleware {
+    /// Samples the traces this server starts with probability `ratio` (0 to 1), decided
+    /// from the trace id, so every service using the same rule agrees. A trace that
+    /// arrives with a valid header keeps the caller's decision (parent-based sampling).
+    /// Sampled requests carry flag `01` downstream and, when span export is configured
+    /// ([`TraceExport`](crate::TraceExport)), are recorded as spans.
+    pub fn sample_ratio(mut self, ratio: f64) -> TraceContextMiddleware {
+        self.sample_below = if ratio >= 1.0 || ratio.is_nan() {
+            None
+        } else {
+            // 2^64 · ratio, saturating: 0 samples nothing.
+            Some((ratio.max(0.0) * 18_446_744_073_709_551_616.0) as u64)
+        };
+        self
+    }
+
+    fn samples(&self, trace_id: &[u8; 16]) -> bool {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&trace_id[8..]);
+        self.sample_below.is_none_or(|below| u64::from_be_bytes(low) < below)
+    }
+
     fn next_u64(&self) -> u64 {
         let s = self.state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
         self.state.set(s);
@@ -278,7 +304,10 @@ impl TraceContextMiddleware {
                     }
                 }
             }
-            None => ctx.trace_id = self.new_trace_id(),
+            None => {
+                ctx.trace_id = self.new_trace_id();
+                ctx.sampled = self.samples(&ctx.trace_id);
+            }
         }
         ctx
     }
@@ -288,6 +317,9 @@ impl Middleware for TraceContextMiddleware {
     async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
         let ctx = self.context_for(c);
         crate::logging::update(|l| l.set_trace_id(ctx.trace_id_hex()));
+        if ctx.sampled && c.shard.spans.enabled() {
+            c.span = Some(SpanIds { trace_id: ctx.trace_id, span_id: ctx.span_id, parent_id: ctx.parent_id });
+        }
         c.set(ctx);
         next.run(c).await;
     }
@@ -353,6 +385,24 @@ mod tests {
         assert!(!valid_tracestate(b"novalue"));
         assert!(!valid_tracestate(b"a=1,\x01=2"));
         assert!(!valid_tracestate(&[b'a'; 600]));
+    }
+
+    #[test]
+    fn sampling_ratio_decides_from_the_trace_id() {
+        let all = trace_context();
+        let none = trace_context().sample_ratio(0.0);
+        let half = trace_context().sample_ratio(0.5);
+        let mut low = [0u8; 16];
+        low[8] = 0x10;
+        let mut high = [0u8; 16];
+        high[8] = 0xf0;
+        assert!(all.samples(&low) && all.samples(&high));
+        assert!(!none.samples(&low) && !none.samples(&high));
+        assert!(half.samples(&low) && !half.samples(&high));
+        // Over many fresh ids, the share sampled is close to the ratio.
+        let tenth = trace_context().sample_ratio(0.1);
+        let sampled = (0..10_000).filter(|_| tenth.samples(&tenth.new_trace_id())).count();
+        assert!((800..1200).contains(&sampled), "{sampled} of 10000 at 0.1");
     }
 
     #[test]

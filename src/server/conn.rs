@@ -29,6 +29,7 @@ use crate::http::response::{self, BodyLength, ConnectionHeader, Head};
 use crate::http::status::forbids_body;
 use crate::middleware::Next;
 use crate::router::{Dispatch, Route, Router, write_allow};
+use crate::span_ring::SpanRecord;
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -149,7 +150,13 @@ async fn serve_requests(
             }
         };
         conn.transport.response_queued();
-        stats.record(slot, ctx.resp.get_mut().status, started.elapsed());
+        let status = ctx.resp.get_mut().status;
+        let duration = started.elapsed();
+        stats.record(slot, status, duration);
+        if let Some(ids) = ctx.span.take() {
+            let method = ctx.head.method.as_str();
+            shard.handle.spans.push(SpanRecord { ids, method, slot, status, start: started, duration });
+        }
         conn.input.consume(consumed);
         ctx.reset_request();
         if arena.reset() == Reset::Abandoned {

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::control::otlp::{TraceExport, TraceExportError};
 use crate::control::{self, Lifecycle, LifecycleCell};
 use crate::http::Limits;
 use crate::router::{RouteError, Router};
@@ -64,6 +65,9 @@ pub struct ServerConfig {
     pub control_core: Option<usize>,
     /// What happens when a shard thread dies.
     pub on_shard_death: ShardDeathPolicy,
+    /// OTLP export of sampled request spans (needs `admin`: spans travel with the
+    /// snapshots to the control thread); `None`: no spans are kept.
+    pub trace_export: Option<TraceExport>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             stall_threshold: Duration::from_secs(2),
             control_core: None,
             on_shard_death: ShardDeathPolicy::Exit,
+            trace_export: None,
         }
     }
 }
@@ -135,6 +140,9 @@ pub enum ServerError {
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Span export could not start.
+    #[error(transparent)]
+    TraceExport(TraceExportError),
 }
 
 /// A ringo server: an app factory plus its configuration.
@@ -205,6 +213,14 @@ where
         let lifecycle = LifecycleCell::default();
         let started = Instant::now();
         let (ends, links) = control::channels(cores.len(), started);
+        let spans = match (&cfg.trace_export, cfg.admin) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ServerError::TraceExport(TraceExportError::NoControlThread)),
+            (Some(export), Some(_)) => {
+                Some(control::otlp::SpanExport::start(export).map_err(ServerError::TraceExport)?)
+            }
+        };
+        let span_capacity = cfg.trace_export.as_ref().map_or(0, |e| e.spans_per_shard);
         let control = match cfg.admin {
             Some(admin_addr) => {
                 let admin = std::net::TcpListener::bind(admin_addr)
@@ -222,6 +238,7 @@ where
                     recycle: ends.recycle,
                     budgets: ends.budgets,
                     started,
+                    spans,
                 };
                 let handle = control::spawn(spec, if cfg.pin { control_core } else { None })
                     .map_err(|source| ServerError::Admin { addr: admin_addr, source })?;
@@ -248,6 +265,7 @@ where
                 listen: addr,
                 backlog: cfg.backlog,
                 restarts: Vec::new(),
+                span_capacity,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ringo-shard-{id}"))

@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::control::budgets::LimiterSpec;
 use crate::control::{SNAPSHOT_EVERY, ShardLink, ShardReport};
 use crate::http::Limits;
-use crate::metrics::LimiterUsage;
+use crate::metrics::{LimiterUsage, Snapshot};
 use crate::ratelimit::GlobalShare;
 use crate::router::{RouteError, Router};
 use crate::shard_handle::ShardHandle;
@@ -109,9 +109,9 @@ pub(crate) struct ShardLocal {
 }
 
 impl ShardLocal {
-    pub(crate) fn new(id: usize, limits: Limits, routes: usize) -> Rc<ShardLocal> {
+    pub(crate) fn new(id: usize, limits: Limits, routes: usize, span_capacity: usize) -> Rc<ShardLocal> {
         Rc::new(ShardLocal {
-            handle: ShardHandle::new(id, limits, routes),
+            handle: ShardHandle::new(id, limits, routes, span_capacity),
             draining: Cell::new(false),
             buffers: Rc::new(BufferPool::default()),
             conns: RefCell::new(ConnRegistry::default()),
@@ -174,6 +174,8 @@ pub(crate) struct ShardSpec<F> {
     pub(crate) backlog: u32,
     /// When this shard was restarted before (for the restart budget).
     pub(crate) restarts: Vec<Instant>,
+    /// Sampled spans kept between snapshots; 0 when no span export is configured.
+    pub(crate) span_capacity: usize,
 }
 
 /// What the server does when a shard thread dies (a panic that escaped every
@@ -347,7 +349,7 @@ where
             return DrainReport::default();
         }
     };
-    let shard = ShardLocal::new(id, spec.limits.clone(), router.len());
+    let shard = ShardLocal::new(id, spec.limits.clone(), router.len(), spec.span_capacity);
     let stats = Rc::clone(&shard.handle.stats);
     stats.shard_restarts.set(spec.restarts.len() as u64);
     spawn_date_ticker(&shard.handle);
@@ -358,7 +360,7 @@ where
                 limiters.iter().map(|l| LimiterSpec { name: l.name.to_string(), rate: l.rate }).collect();
             let _ = link.reports.send(ShardReport::Limiters { limiters: specs });
         }
-        spawn_snapshot_ticker(&shard.handle, link, limiters);
+        spawn_snapshot_ticker(&shard.handle, link, limiters.clone());
     }
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
@@ -381,6 +383,10 @@ where
     // Whatever is still open past the deadline gets end of file, not a silent drop.
     shard.conns.borrow().shutdown(false);
     tracing::debug!(shard = id, idle_closed = woken, "drain finished");
+    if let Some(link) = &spec.link {
+        // The last counters (and spans) since the ticker's final turn.
+        let _ = link.send(fill_snapshot(&shard.handle, link, &limiters, link.blank()));
+    }
     let report = DrainReport {
         answered: stats.requests.get(),
         abandoned_requests: stats.in_flight.get(),
@@ -460,21 +466,33 @@ fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink, limiters: Vec
                     l.set_share(budget.share);
                 }
             }
-            let mut snap = unsent.take().unwrap_or_else(|| link.blank());
-            shard.stats.fill(&mut snap);
-            snap.limiters.clear();
-            snap.limiters.extend(limiters.iter().map(|l| LimiterUsage {
-                demand: l.demand.get(),
-                refused: l.refused.get(),
-                share: l.share(),
-            }));
-            snap.shard = shard.id;
-            snap.taken_ms = link.now_ms();
+            let snap = unsent.take().unwrap_or_else(|| link.blank());
+            let snap = fill_snapshot(&shard, &link, &limiters, snap);
             drop(shard);
             unsent = link.send(snap);
             monoio::time::sleep(SNAPSHOT_EVERY).await;
         }
     });
+}
+
+/// The shard's counters, limiter demand and finished spans, written into `snap`.
+fn fill_snapshot(
+    shard: &ShardHandle,
+    link: &ShardLink,
+    limiters: &[Rc<GlobalShare>],
+    mut snap: Snapshot,
+) -> Snapshot {
+    shard.stats.fill(&mut snap);
+    snap.limiters.clear();
+    snap.limiters.extend(limiters.iter().map(|l| LimiterUsage {
+        demand: l.demand.get(),
+        refused: l.refused.get(),
+        share: l.share(),
+    }));
+    (snap.spans_recorded, snap.spans_dropped) = shard.spans.take_into(&mut snap.spans);
+    snap.shard = shard.id;
+    snap.taken_ms = link.now_ms();
+    snap
 }
 
 fn spawn_date_ticker(shard: &Rc<ShardHandle>) {
