@@ -197,6 +197,9 @@ pub struct Context {
     pub(crate) transport: Transport,
     /// The request's ids for log lines, made current around each poll of its chain.
     pub(crate) log_ids: Rc<Cell<crate::logging::LogIds>>,
+    /// When the engine had the request's head (set per request; the clock is read once
+    /// for the metrics, the access log and the span).
+    pub(crate) started: std::time::Instant,
     /// Set by the trace middleware when this request's span is to be recorded; the
     /// engine writes it to the shard's span ring once the answer is queued.
     pub(crate) span: Option<crate::span_ring::SpanIds>,
@@ -234,6 +237,7 @@ impl Context {
             trusted_proxies: None,
             transport: Transport::default(),
             log_ids: Rc::new(Cell::new(crate::logging::LogIds::default())),
+            started: std::time::Instant::now(),
             span: None,
         }
     }

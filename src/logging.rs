@@ -10,8 +10,9 @@
 //!
 //! Owns one thread-local cell per thread; no allocation, no cross-thread state.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -65,31 +66,33 @@ impl LogIds {
 }
 
 thread_local! {
-    static CURRENT: Cell<LogIds> = const {
-        Cell::new(LogIds { request_id: [0; 64], request_id_len: 0, trace_id: [0; 32], has_trace: false })
-    };
+    /// The ids of the request being polled: a handle on its own cell, so making it
+    /// current costs a reference count, not a copy of the ids.
+    static CURRENT: RefCell<Option<Rc<Cell<LogIds>>>> = const { RefCell::new(None) };
 }
 
 /// The ids of the request this thread is serving right now (empty between requests).
 pub fn current() -> LogIds {
-    CURRENT.with(Cell::get)
+    CURRENT.with(|c| c.borrow().as_ref().map(|ids| ids.get()).unwrap_or_default())
 }
 
-/// Runs `poll` with `ids` as the current request's, then stores back what the poll
-/// learned (ids set by middleware) and clears the thread's current request.
-pub(crate) fn with_ids<R>(ids: &Cell<LogIds>, poll: impl FnOnce() -> R) -> R {
-    CURRENT.with(|c| c.set(ids.get()));
+/// Runs `poll` with `ids` as the current request's; what middleware learn during the
+/// poll goes straight into `ids`. The thread's current request is cleared after.
+pub(crate) fn with_ids<R>(ids: &Rc<Cell<LogIds>>, poll: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(ids)));
     let out = poll();
-    CURRENT.with(|c| ids.set(c.replace(LogIds::default())));
+    CURRENT.with(|c| *c.borrow_mut() = None);
     out
 }
 
 /// Changes the current request's ids (from middleware, during a poll).
 pub(crate) fn update(f: impl FnOnce(&mut LogIds)) {
     CURRENT.with(|c| {
-        let mut ids = c.get();
-        f(&mut ids);
-        c.set(ids);
+        if let Some(cell) = c.borrow().as_ref() {
+            let mut ids = cell.get();
+            f(&mut ids);
+            cell.set(ids);
+        }
     });
 }
 
@@ -125,7 +128,7 @@ mod tests {
 
     #[test]
     fn ids_are_current_only_inside_the_poll_and_updates_are_kept() {
-        let ids = Cell::new(LogIds::default());
+        let ids = Rc::new(Cell::new(LogIds::default()));
         assert!(current().is_empty());
         with_ids(&ids, || {
             update(|l| l.set_request_id("req-1"));
@@ -133,7 +136,7 @@ mod tests {
         });
         assert!(current().is_empty(), "cleared after the poll");
         assert_eq!(ids.get().request_id(), Some("req-1"), "kept for the next poll");
-        let other = Cell::new(LogIds::default());
+        let other = Rc::new(Cell::new(LogIds::default()));
         with_ids(&other, || assert!(current().request_id().is_none(), "no leak between requests"));
         with_ids(&ids, || {
             update(|l| l.set_trace_id(*b"4bf92f3577b34da6a3ce929d0e0e4736"));

@@ -9,11 +9,13 @@
 //!
 //! Shard-owned (`Rc`, `!Send`): nothing here is touched by another thread.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::{Instant, SystemTime};
 
 use crate::context::SpawnError;
 use crate::http::Limits;
@@ -30,6 +32,10 @@ pub(crate) struct ShardHandle {
     pub(crate) stats: Rc<ShardStats>,
     /// Sampled spans waiting for the next snapshot (capacity 0: none kept).
     pub(crate) spans: SpanRing,
+    /// A monotonic instant and the wall-clock time at it, refreshed with the `Date`
+    /// cache (every 500 ms): requests turn their start instant into wall-clock time
+    /// without reading the clock again.
+    wall_anchor: Cell<(Instant, SystemTime)>,
 }
 
 impl ShardHandle {
@@ -40,7 +46,20 @@ impl ShardHandle {
             date: DateCache::new(),
             stats: Rc::new(ShardStats::with_routes(routes)),
             spans: SpanRing::new(span_capacity),
+            wall_anchor: Cell::new((Instant::now(), SystemTime::now())),
         })
+    }
+
+    /// Re-reads the wall clock (the date ticker calls this with the time it read).
+    pub(crate) fn refresh_wall_anchor(&self, now: SystemTime) {
+        self.wall_anchor.set((Instant::now(), now));
+    }
+
+    /// The wall-clock time of `at`, from the anchor (within the clock's slew over
+    /// 500 ms of the true time).
+    pub(crate) fn wall_time(&self, at: Instant) -> SystemTime {
+        let (instant, wall) = self.wall_anchor.get();
+        if at >= instant { wall + at.duration_since(instant) } else { wall - instant.duration_since(at) }
     }
 
     /// Starts a bounded background task on this shard. A panic inside the task ends
@@ -60,7 +79,7 @@ impl ShardHandle {
         let stats = Rc::clone(stats);
         let shard = self.id;
         // The task's log lines name the request that spawned it.
-        let ids = std::cell::Cell::new(crate::logging::current());
+        let ids = Rc::new(std::cell::Cell::new(crate::logging::current()));
         monoio::spawn(async move {
             struct Done(Rc<ShardStats>);
             impl Drop for Done {

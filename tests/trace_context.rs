@@ -27,7 +27,7 @@ fn app() -> Result<Router, RouteError> {
             "parent_id": t.parent_id_hex().map(|p| text(&p)),
             "sampled": t.sampled(),
             "traceparent": text(&t.traceparent()),
-            "tracestate": t.tracestate(),
+            "tracestate": t.tracestate(c),
         });
         c.json(200, &body);
     })?;

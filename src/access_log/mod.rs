@@ -87,6 +87,7 @@ impl TimeCache {
 
 /// What one line says about one request.
 pub(crate) struct Entry<'a> {
+    /// When the request's head was complete (as Apache's `%t`: the request's arrival).
     pub(crate) time: SystemTime,
     /// The shard's rendered-time cache.
     pub(crate) clock: &'a TimeCache,

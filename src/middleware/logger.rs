@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use super::{Middleware, Next, RequestId, TraceContext};
 use crate::access_log::sink::{self, ShardChannel};
@@ -133,7 +133,6 @@ async fn flush_periodically(log: Weak<ShardLog>) {
 
 impl Middleware for Logger {
     async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
-        let start = Instant::now();
         next.run(c).await;
         let seen = self.seen.get() + 1;
         self.seen.set(seen);
@@ -148,7 +147,8 @@ impl Middleware for Logger {
             monoio::spawn(flush_periodically(Rc::downgrade(log)));
         }
         let entry = Entry {
-            time: SystemTime::now(),
+            // The request's start, from the engine's clock read (no second read).
+            time: c.shard.wall_time(c.started),
             clock: &log.clock,
             shard: c.shard_id(),
             method: c.method().as_str(),
@@ -158,7 +158,7 @@ impl Middleware for Logger {
             minor_version: c.head.minor_version,
             status,
             bytes: c.resp.borrow().body.len(),
-            duration_us: start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+            duration_us: c.started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
             request_id: c.get::<RequestId>().map(RequestId::as_str),
             trace_id: c.get::<TraceContext>().map(TraceContext::trace_id_hex),
             client: c.client_addr(),

@@ -29,12 +29,16 @@ const TRACESTATE_MAX: usize = 512;
 #[derive(Clone, Copy)]
 pub struct TraceContext {
     trace_id: [u8; 16],
+    /// `trace_id` in hex, rendered once: the log context and the access log both need it.
+    trace_hex: [u8; 32],
     /// The caller's span (`None` when this request started the trace).
     parent_id: Option<[u8; 8]>,
     span_id: [u8; 8],
     sampled: bool,
-    tracestate: [u8; TRACESTATE_MAX],
-    tracestate_len: u16,
+    /// Whether the request carried a valid `tracestate` (with a valid `traceparent`).
+    /// The value stays in the request's head, read again when asked for: copying up to
+    /// 512 bytes into every request's context cost more than the rest of this middleware.
+    has_tracestate: bool,
 }
 
 impl std::fmt::Debug for TraceContext {
@@ -54,7 +58,7 @@ fn hex_str(bytes: &[u8]) -> &str {
 impl TraceContext {
     /// The trace id, 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> [u8; 32] {
-        hex_of(&self.trace_id)
+        self.trace_hex
     }
 
     /// This hop's span id, 16 lowercase hex digits.
@@ -84,9 +88,10 @@ impl TraceContext {
         out
     }
 
-    /// The `tracestate` to pass on (empty when none came, or it was invalid).
-    pub fn tracestate(&self) -> &str {
-        std::str::from_utf8(&self.tracestate[..usize::from(self.tracestate_len)]).unwrap_or("")
+    /// The `tracestate` to pass on, read from the request `c` this context belongs to
+    /// (empty when none came, or it or the `traceparent` was invalid).
+    pub fn tracestate<'c>(&self, c: &'c Context) -> &'c str {
+        if self.has_tracestate { c.get_header("tracestate").unwrap_or("") } else { "" }
     }
 }
 
@@ -286,29 +291,26 @@ impl TraceContextMiddleware {
             w3c.or_else(|| c.header_bytes("b3").and_then(parse_b3_single)).or_else(|| parse_b3_multi(c));
         let mut ctx = TraceContext {
             trace_id: [0; 16],
+            trace_hex: [0; 32],
             parent_id: None,
             span_id: self.new_span_id(),
             sampled: true,
-            tracestate: [0; TRACESTATE_MAX],
-            tracestate_len: 0,
+            has_tracestate: false,
         };
         match incoming {
             Some((trace_id, parent, sampled)) => {
                 ctx.trace_id = trace_id;
                 ctx.parent_id = Some(parent);
                 ctx.sampled = sampled;
-                if w3c.is_some() {
-                    if let Some(state) = c.header_bytes("tracestate").filter(|v| valid_tracestate(v)) {
-                        ctx.tracestate[..state.len()].copy_from_slice(state);
-                        ctx.tracestate_len = state.len() as u16;
-                    }
-                }
+                ctx.has_tracestate =
+                    w3c.is_some() && c.header_bytes("tracestate").is_some_and(valid_tracestate);
             }
             None => {
                 ctx.trace_id = self.new_trace_id();
                 ctx.sampled = self.samples(&ctx.trace_id);
             }
         }
+        ctx.trace_hex = hex_of(&ctx.trace_id);
         ctx
     }
 }
@@ -410,11 +412,11 @@ mod tests {
         let m = trace_context();
         let ctx = TraceContext {
             trace_id: [7; 16],
+            trace_hex: hex_of(&[7; 16]),
             parent_id: Some([1; 8]),
             span_id: m.new_span_id(),
             sampled: false,
-            tracestate: [0; TRACESTATE_MAX],
-            tracestate_len: 0,
+            has_tracestate: false,
         };
         let out = ctx.traceparent();
         let (trace, parent, sampled) = parse_traceparent(&out).expect("what we send is valid");

@@ -127,6 +127,7 @@ async fn serve_requests(
         // shard never exits with a response still in a write buffer.
         conn.transport.begin_request(&stats);
         let started = Instant::now();
+        ctx.started = started;
 
         conn.lend(ctx);
         let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;

@@ -501,7 +501,9 @@ fn spawn_date_ticker(shard: &Rc<ShardHandle>) {
         loop {
             monoio::time::sleep(Duration::from_millis(500)).await;
             let Some(shard) = shard.upgrade() else { return };
-            shard.date.refresh(SystemTime::now());
+            let now = SystemTime::now();
+            shard.date.refresh(now);
+            shard.refresh_wall_anchor(now);
         }
     });
 }
