@@ -88,6 +88,10 @@ impl SpanRing {
         } else {
             // `out` is new, or still holds the spans of a snapshot the control thread
             // could not take yet: append, up to a few rings' worth.
+            if out.capacity() < self.capacity {
+                // Once per snapshot buffer: from then on it is swapped, not grown.
+                out.reserve_exact(self.capacity - out.len().min(self.capacity));
+            }
             let room = (UNSENT_RINGS * self.capacity).saturating_sub(out.len());
             let lost = records.len().saturating_sub(room);
             out.extend(records.drain(..).take(room));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{BACKENDS, Raw};
 use ringo::access_log::{AccessLogFormat, AccessLogSink, LogOutput};
 use ringo::middleware::{AllowedOrigins, CorsConfig, cors};
-use ringo::{Context, Limits, RouteError, Router, Server, ServerConfig};
+use ringo::{Context, Limits, RouteError, Router, Server, ServerConfig, TraceExport};
 
 struct Counting;
 
@@ -133,8 +133,9 @@ fn steady_state_keep_alive_requests_allocate_nothing() {
 }
 
 /// Every other request shape the engine handles: pipelined batches, Content-Length and
-/// chunked bodies, 404, 405, trailing-slash redirects and HEAD, on the bare app; and
-/// plain GETs through the `default` stack (request id + access log).
+/// chunked bodies, 404, 405, trailing-slash redirects and HEAD, on the bare app, through
+/// the `default` stack (request id, trace context, access log), and through that stack
+/// with every request recorded as a span for OTLP export.
 #[test]
 fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
     let pipelined: Vec<u8> = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n".repeat(16);
@@ -153,13 +154,23 @@ fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
         ("query", b"GET /users/9?x=1&y=%20 HTTP/1.1\r\nHost: t\r\n\r\n", 1),
     ];
     for backend in BACKENDS {
-        for (stack, factory) in [("bare", app_with_probe as fn() -> _), ("default", default_stack_with_probe)]
-        {
+        let stacks = [
+            ("bare", app_with_probe as fn() -> _, false),
+            ("default", default_stack_with_probe, false),
+            ("default + spans", default_stack_with_probe, true),
+        ];
+        for (stack, factory, spans) in stacks {
             let cfg = ServerConfig {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 admin: Some("127.0.0.1:0".parse().expect("addr")),
                 shards: Some(1),
                 io_backend: backend,
+                // The collector is a port nothing listens on: export fails on the
+                // exporter thread; the shard's side (ring, snapshot swap) is the same.
+                trace_export: spans.then(|| TraceExport {
+                    endpoint: "http://127.0.0.1:9/v1/traces".into(),
+                    ..TraceExport::default()
+                }),
                 ..ServerConfig::default()
             };
             let server = Server::new(factory).config(cfg).start().expect("starts");
@@ -184,6 +195,14 @@ fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
                 round(&mut c, bytes, responses, name);
                 let after = allocations(&mut c);
                 assert_eq!(after - before, 0, "{backend} {stack} {name}: {} allocations", after - before);
+            }
+            if spans {
+                assert!(
+                    common::eventually(Duration::from_secs(2), || {
+                        common::metric(&server, "ringo_spans_recorded_total") > 0
+                    }),
+                    "{backend}: spans were recorded"
+                );
             }
             server.shutdown();
         }
