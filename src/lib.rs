@@ -29,6 +29,7 @@ mod arena;
 #[doc(hidden)]
 pub mod bench_api;
 pub mod breaker;
+pub mod client;
 mod client_ip;
 pub mod config;
 mod context;

@@ -26,16 +26,43 @@ pub struct LogIds {
     request_id: [u8; 64],
     request_id_len: u8,
     trace_id: [u8; 32],
+    /// This hop's span id (hex), the parent of outgoing calls.
+    span_id: [u8; 16],
+    sampled: bool,
     has_trace: bool,
 }
 
 impl Default for LogIds {
     fn default() -> Self {
-        LogIds { request_id: [0; 64], request_id_len: 0, trace_id: [0; 32], has_trace: false }
+        LogIds::EMPTY
     }
 }
 
 impl LogIds {
+    const EMPTY: LogIds = LogIds {
+        request_id: [0; 64],
+        request_id_len: 0,
+        trace_id: [0; 32],
+        span_id: [0; 16],
+        sampled: false,
+        has_trace: false,
+    };
+
+    /// The `traceparent` for a call made on this request's behalf: its trace, with its
+    /// span as the parent (what `ringo::client` sends automatically).
+    pub fn traceparent(&self) -> Option<[u8; 55]> {
+        if !self.has_trace {
+            return None;
+        }
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        out[3..35].copy_from_slice(&self.trace_id);
+        out[35] = b'-';
+        out[36..52].copy_from_slice(&self.span_id);
+        out[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        Some(out)
+    }
+
     /// The request id, if one was set.
     pub fn request_id(&self) -> Option<&str> {
         (self.request_id_len > 0)
@@ -59,8 +86,10 @@ impl LogIds {
         self.request_id_len = n as u8;
     }
 
-    pub(crate) fn set_trace_id(&mut self, id: [u8; 32]) {
-        self.trace_id = id;
+    pub(crate) fn set_trace(&mut self, trace_id: [u8; 32], span_id: [u8; 16], sampled: bool) {
+        self.trace_id = trace_id;
+        self.span_id = span_id;
+        self.sampled = sampled;
         self.has_trace = true;
     }
 }
@@ -139,11 +168,15 @@ mod tests {
         let other = Rc::new(Cell::new(LogIds::default()));
         with_ids(&other, || assert!(current().request_id().is_none(), "no leak between requests"));
         with_ids(&ids, || {
-            update(|l| l.set_trace_id(*b"4bf92f3577b34da6a3ce929d0e0e4736"));
+            update(|l| l.set_trace(*b"4bf92f3577b34da6a3ce929d0e0e4736", *b"00f067aa0ba902b7", true));
             let now = current();
             assert_eq!(
                 (now.request_id(), now.trace_id()),
                 (Some("req-1"), Some("4bf92f3577b34da6a3ce929d0e0e4736"))
+            );
+            assert_eq!(
+                now.traceparent().as_ref().map(|t| &t[..]),
+                Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..])
             );
         });
     }

@@ -5,28 +5,15 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Raw;
+use common::{Nginx, Raw, free_port, wait_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringo");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn wait_listening(addr: SocketAddr) {
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "{addr} never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn start_ringo(port: u16) -> Child {
     let child = Command::new(BIN)
@@ -53,61 +40,19 @@ fn stop_ringo(mut child: Child) {
     assert!(status.success(), "ringo exited with {status}: {err}");
 }
 
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn nginx_binary() -> &'static str {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
-        if Path::new(p).exists() {
-            return p;
-        }
-    }
-    panic!("nginx is not installed: scripts/test installs it (apt-get install nginx)");
-}
-
 fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
-    let dir = std::env::temp_dir().join(format!("ringo-nginx-{}-{listen}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let d = dir.display();
     let servers: String =
         upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=0;\n")).collect();
-    let conf = format!(
-        "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
-             upstream ringo {{\n{servers}        keepalive 16;\n    }}\n\
+    let http = format!(
+        "    upstream ringo {{\n{servers}        keepalive 16;\n    }}\n\
              keepalive_requests 1000000;\n\
              server {{\n        listen 127.0.0.1:{listen};\n        location / {{\n\
                      proxy_pass http://ringo;\n            proxy_http_version 1.1;\n\
                      proxy_set_header Connection \"\";\n            proxy_connect_timeout 1s;\n\
                      proxy_next_upstream error timeout http_502;\n            proxy_next_upstream_tries 4;\n\
-                 }}\n    }}\n}}\n"
+                 }}\n    }}\n"
     );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write conf");
-    let child = Command::new(nginx_binary())
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    wait_listening(format!("127.0.0.1:{listen}").parse().expect("addr"));
-    Nginx { child, dir }
+    Nginx::start(listen, &http)
 }
 
 #[test]
@@ -172,7 +117,7 @@ fn rolling_restart_behind_nginx_loses_no_request() {
         std::thread::sleep(Duration::from_millis(300));
         let f = failed.load(Ordering::Relaxed);
         if f > 0 {
-            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(nginx.dir().join("error.log")).unwrap_or_default();
             panic!("{f} failures after round {round}; nginx error.log:\n{log}");
         }
     }

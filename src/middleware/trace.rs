@@ -318,7 +318,7 @@ impl TraceContextMiddleware {
 impl Middleware for TraceContextMiddleware {
     async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
         let ctx = self.context_for(c);
-        crate::logging::update(|l| l.set_trace_id(ctx.trace_id_hex()));
+        crate::logging::update(|l| l.set_trace(ctx.trace_hex, ctx.span_id_hex(), ctx.sampled));
         if ctx.sampled && c.shard.spans.enabled() {
             c.span = Some(SpanIds { trace_id: ctx.trace_id, span_id: ctx.span_id, parent_id: ctx.parent_id });
         }

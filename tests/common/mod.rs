@@ -264,3 +264,74 @@ pub fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) 
     }
     check()
 }
+
+/// A port free right now on loopback (for servers that need one named up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Waits (up to 10 s) until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let start = std::time::Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{addr} never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real nginx (Debian's package) in the foreground, with its own prefix directory;
+/// killed and cleaned up on drop.
+pub struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Nginx {
+    /// Starts nginx with `http` as the body of its `http {}` block (which may name
+    /// `{prefix}`: the instance's own directory), and waits until `listen` accepts.
+    /// Fails loudly when nginx is missing: scripts/test installs it.
+    pub fn start(listen: u16, http: &str) -> Nginx {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nginx is not installed: scripts/test installs it (apt-get install nginx)");
+        let dir = std::env::temp_dir().join(format!("ringo-nginx-{}-{listen}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let d = dir.display();
+        let http = http.replace("{prefix}", &d.to_string());
+        let conf = format!(
+            "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
+             {http}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write conf");
+        let child = std::process::Command::new(binary)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn nginx");
+        wait_listening(format!("127.0.0.1:{listen}").parse().expect("addr"));
+        Nginx { child, dir }
+    }
+
+    /// The instance's prefix directory (for files it serves).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
