@@ -152,12 +152,9 @@ fn proxy(url: String) -> impl Fn() -> Result<Router, RouteError> + Send + Sync +
     move || {
         let up = Rc::new(Upstream::new(&url, UpstreamConfig::default()).expect("upstream URL"));
         let mut r = Router::new();
-        for method in [Method::Get, Method::Post, Method::Put, Method::Delete] {
-            let u = Rc::clone(&up);
-            r.handle(method, "/*rest", async move |c: &mut Context| {
-                let _ = c.proxy_to(&u).await;
-            })?;
-        }
+        r.any("/*rest", async move |c: &mut Context| {
+            let _ = c.proxy_to(&up).await;
+        })?;
         Ok(r)
     }
 }

@@ -164,6 +164,15 @@ impl Router {
         Ok(self)
     }
 
+    /// Registers `handler` for every method (Gin's `Any`), e.g. for a proxy route.
+    pub fn any<M>(&mut self, path: &str, handler: impl Handler<M>) -> Result<&mut Self, RouteError> {
+        let endpoint = handler.into_endpoint();
+        for method in Method::ALL {
+            self.add(method, path, Vec::new(), endpoint.clone())?;
+        }
+        Ok(self)
+    }
+
     /// Adds middleware around every route (whenever registered) and the 404/405 answers.
     pub fn middleware(&mut self, m: impl Middleware) -> &mut Self {
         self.global.push(erase(m));
@@ -419,12 +428,27 @@ impl Group<'_> {
         path: &str,
         handler: impl Handler<M>,
     ) -> Result<&mut Self, RouteError> {
-        let full = if path == "/" && !self.prefix.is_empty() {
+        let full = self.full_pattern(path);
+        self.router.add(method, &full, self.middleware.clone(), handler.into_endpoint())?;
+        Ok(self)
+    }
+
+    /// `path` under the group's prefix (`/` alone is the prefix itself).
+    fn full_pattern(&self, path: &str) -> String {
+        if path == "/" && !self.prefix.is_empty() {
             self.prefix.clone()
         } else {
             format!("{}{}", self.prefix, path)
-        };
-        self.router.add(method, &full, self.middleware.clone(), handler.into_endpoint())?;
+        }
+    }
+
+    /// Registers `handler` for every method under the group's prefix (Gin's `Any`).
+    pub fn any<M>(&mut self, path: &str, handler: impl Handler<M>) -> Result<&mut Self, RouteError> {
+        let full = self.full_pattern(path);
+        let endpoint = handler.into_endpoint();
+        for method in Method::ALL {
+            self.router.add(method, &full, self.middleware.clone(), endpoint.clone())?;
+        }
         Ok(self)
     }
 
