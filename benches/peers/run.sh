@@ -3,7 +3,9 @@
 #
 # NAME: actix hyper may-minihttp glommio monoio-bare uring-raw (target/release/NAME),
 #       gin echo (bin/NAME), nginx (nginx/nginx.conf.template rendered into a fresh
-#       directory, `nginx -g 'daemon off;' -c FILE`).
+#       directory, `nginx -g 'daemon off;' -c FILE`); the proxies ringo-proxy (the
+#       repository's examples/proxy) and nginx-proxy (nginx/nginx-proxy.conf.template),
+#       which forward to UPSTREAM=host:port (set by scripts/bench).
 # HOST (default 127.0.0.1) is the address to listen on. Build first with ./build.sh.
 # The process is exec'd, so the caller's pid is the server's pid (kill it to stop it).
 set -euo pipefail
@@ -11,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -35,16 +37,28 @@ case $name in
     need "$bin"
     exec "$bin" -host "$host" -port "$port" -workers "$workers"
     ;;
-  nginx)
+  ringo-proxy)
+    # examples/proxy.rs: ringo::client's proxy_to in front of $UPSTREAM.
+    bin="$here/../../target/release/examples/proxy"
+    need "$bin"
+    : "${UPSTREAM:?ringo-proxy needs UPSTREAM=host:port}"
+    exec "$bin" --listen "$host:$port" --upstream "http://$UPSTREAM" --shards "$workers"
+    ;;
+  nginx | nginx-proxy)
     nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
     need "$nginx_bin"
+    template="$here/nginx/nginx.conf.template"
+    if [ "$name" = nginx-proxy ]; then
+      : "${UPSTREAM:?nginx-proxy needs UPSTREAM=host:port}"
+      template="$here/nginx/nginx-proxy.conf.template"
+    fi
     # One directory per port, replaced on each start: pid file, error log, temp paths.
     dir="${TMPDIR:-/tmp}/ringo-peer-nginx-$port"
     rm -rf "$dir"
     mkdir -p "$dir"
     chmod 755 "$dir"
     sed -e "s|WORKERS|$workers|g" -e "s|HOST|$host|g" -e "s|PORT|$port|g" -e "s|TMPDIR|$dir|g" \
-      "$here/nginx/nginx.conf.template" > "$dir/nginx.conf"
+      -e "s|UPSTREAM|${UPSTREAM:-}|g" "$template" > "$dir/nginx.conf"
     exec "$nginx_bin" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
     ;;
   *)
