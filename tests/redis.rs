@@ -499,6 +499,7 @@ fn a_full_queue_refuses_calls_at_once() {
         }
         server.resume();
         assert_eq!((timed_out, full), (4, 6), "four waited for the paused server, six were refused");
+        assert_eq!(redis.stats().in_flight, 4, "the timed-out four still hold their places");
         assert_eq!(redis.stats().errors_of(ErrorKind::QueueFull), 6);
         // The timed-out commands hold their places until their late replies come.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -508,6 +509,7 @@ fn a_full_queue_refuses_calls_at_once() {
             ringo::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(redis.stats().late_replies, 4);
+        assert_eq!(redis.stats().in_flight, 0);
     });
 }
 

@@ -50,13 +50,13 @@
 //! `script.rs`, `pubsub.rs`, `stats.rs`, `error.rs`. No runtime type appears in this
 //! API.
 
-mod command;
+pub(crate) mod command;
 mod config;
 mod connection;
 mod error;
 mod pipeline;
 mod pubsub;
-mod reply;
+pub(crate) mod reply;
 mod script;
 mod stats;
 
@@ -122,8 +122,9 @@ fn args_with<'a>(head: &[&'a [u8]], items: impl Iterator<Item = &'a [u8]>) -> Ve
 }
 
 impl RedisClient {
-    /// A client for this shard. Nothing connects until the first call. Call it on the
-    /// shard's thread (in the app factory, or in a task).
+    /// A client for this shard. Nothing connects until the first call. Build it on the
+    /// shard's thread (in the app factory, or in a task) and let it drop there, while the
+    /// shard runs: dropping the last handle ends its connections' tasks.
     pub fn new(config: RedisConfig) -> RedisClient {
         let config = Rc::new(config);
         let stats = Rc::new(Counters::default());
@@ -157,7 +158,9 @@ impl RedisClient {
 
     /// The client's counters so far.
     pub fn stats(&self) -> RedisStats {
-        self.inner.stats.snapshot()
+        let mut s = self.inner.stats.snapshot();
+        s.in_flight = self.inner.conns.iter().map(|c| c.queued() as u64).sum();
+        s
     }
 
     /// Whether at least one connection is up (set up and not known to be down).

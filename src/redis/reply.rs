@@ -11,7 +11,9 @@
 //! reference-counted slice of the buffer the kernel read into. The buffer is allocated
 //! once per fill (when replies from the previous fill are still held, `reserve` takes a
 //! new one; when they are all dropped, it reuses the old one in place), never per reply;
-//! only aggregate replies (arrays, maps) allocate their `Vec`.
+//! only aggregate replies (arrays, maps) allocate their `Vec`. Measured by
+//! `tests/redis_alloc.rs`: 17 allocations per 1000 sequential `GET` hits of 100 bytes,
+//! both drivers (a few per buffer fill of ~150 replies, none per call).
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_range as decode_resp2;

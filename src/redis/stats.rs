@@ -106,6 +106,7 @@ impl Counters {
             script_reloads: get(&self.script_reloads),
             latency_buckets: std::array::from_fn(|i| self.latency[i].get()),
             latency_sum_us: get(&self.latency_sum_us),
+            in_flight: 0,
         }
     }
 }
@@ -142,6 +143,9 @@ pub struct RedisStats {
     pub latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
     /// Sum of those latencies, µs.
     pub latency_sum_us: u64,
+    /// Replies the client's connections wait for now (a gauge: the pipeline depth),
+    /// those of calls that gave up at their deadline included.
+    pub in_flight: u64,
 }
 
 impl RedisStats {
