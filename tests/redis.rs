@@ -263,6 +263,30 @@ fn calls_from_many_tasks_in_one_turn_go_out_in_few_writes() {
 }
 
 #[test]
+fn calls_spread_over_several_connections() {
+    let server = RedisServer::start(&[]);
+    block_on(false, async {
+        let redis =
+            RedisClient::connect(RedisConfig { connections: 3, ..server.config() }).await.expect("connect");
+        let tasks: Vec<_> = (0..90)
+            .map(|i| {
+                let redis = redis.clone();
+                monoio::spawn(async move {
+                    redis.set(format!("c{i}"), i.to_string()).await.expect("SET");
+                    redis.get(format!("c{i}")).await.expect("GET")
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await, b(&i.to_string()));
+        }
+        let s = redis.stats();
+        assert_eq!(s.connects, 3, "every connection was used: {s:?}");
+        assert_eq!(s.in_flight, 0);
+    });
+}
+
+#[test]
 fn explicit_pipelines_and_transactions() {
     let server = RedisServer::start(&[]);
     for resp3 in [true, false] {

@@ -232,6 +232,11 @@ impl RedisClient {
 
     /// Any command, its reply converted to `T`.
     ///
+    /// The connection is shared by the shard's tasks, so commands that change its
+    /// state (`SELECT`, `SUBSCRIBE`, `MULTI`, `WATCH`, `CLIENT REPLY`, `HELLO`) do not
+    /// belong here: use [`RedisConfig::db`], [`subscribe`](Self::subscribe) and
+    /// [`pipeline`](Self::pipeline)`().atomic()`.
+    ///
     /// ```no_run
     /// # async fn f(redis: ringo::redis::RedisClient) -> ringo::redis::Result<()> {
     /// use ringo::redis::Cmd;
