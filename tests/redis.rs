@@ -220,6 +220,20 @@ fn every_command_in_resp3_and_resp2_on_both_drivers() {
 }
 
 #[test]
+fn connect_reports_a_refused_connection() {
+    let port = free_port(); // nobody listens there
+    block_on(false, async {
+        let config = RedisConfig { addr: format!("127.0.0.1:{port}"), ..RedisConfig::default() };
+        match RedisClient::connect(config).await {
+            Err(RedisError::Io { context, source }) => {
+                assert_eq!((context, source.kind()), ("connecting", std::io::ErrorKind::ConnectionRefused));
+            }
+            other => panic!("connect to a closed port: {other:?}"),
+        }
+    });
+}
+
+#[test]
 fn urls_configure_the_client() {
     let server = RedisServer::start(&["--requirepass", "p@ss"]);
     block_on(false, async {

@@ -614,3 +614,53 @@ pub(crate) async fn set_up_stream(config: &RedisConfig) -> Result<(TcpStream, By
     let up = set_up(config).await?;
     Ok((up.stream, up.buf, up.resp3))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {
+        let config = RedisConfig {
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(300),
+            ..RedisConfig::default()
+        };
+        let conn = Conn::new(0, Rc::new(config), Rc::new(Counters::default()));
+        // (attempt, full wait before jitter)
+        let cases: &[(u32, u64)] = &[(0, 10), (1, 20), (2, 40), (4, 160), (5, 300), (40, 300)];
+        for &(attempt, full) in cases {
+            let full = Duration::from_millis(full);
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..50 {
+                let d = conn.backoff(attempt);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} outside [{:?}, {full:?}]",
+                    full / 2
+                );
+                seen.insert(d);
+            }
+            assert!(seen.len() > 10, "attempt {attempt}: jitter varies the waits");
+        }
+    }
+
+    #[test]
+    fn a_slot_collects_a_pipeline_and_completes_once() {
+        let slot = Slot::new();
+        slot.arm(3);
+        assert!(!slot.push(Ok(Value::Int(1))));
+        assert!(!slot.push(Err(RedisError::Redis("ERR x".into()))));
+        assert!(slot.push(Ok(Value::Nil)));
+        match std::mem::replace(&mut *slot.outcome.borrow_mut(), Outcome::Taken) {
+            Outcome::Done(Replies::Many(v)) => {
+                assert_eq!(v.len(), 3);
+                assert!(matches!(v[1], Err(RedisError::Redis(_))));
+            }
+            other => panic!("{other:?}"),
+        }
+        slot.arm(1);
+        assert!(slot.push(Ok(Value::Int(7))));
+        assert!(matches!(&*slot.outcome.borrow(), Outcome::Done(Replies::One(Ok(Value::Int(7))))));
+    }
+}
