@@ -233,6 +233,42 @@ fn connect_reports_a_refused_connection() {
     });
 }
 
+/// `connected_clients` from `INFO clients` (the asking connection included).
+async fn connected_clients(observer: &RedisClient) -> usize {
+    let info: String = observer.query(&Cmd::new("INFO").arg("clients")).await.expect("INFO");
+    let line = info.lines().find_map(|l| l.strip_prefix("connected_clients:")).expect("connected_clients");
+    line.trim().parse().expect("a count")
+}
+
+#[test]
+fn a_dropped_client_closes_its_connections_even_after_its_runtime() {
+    let server = RedisServer::start(&[]);
+    for uring in [true, false] {
+        block_on(uring, async {
+            let observer = RedisClient::connect(server.config()).await.expect("connect");
+            let redis = RedisClient::connect(RedisConfig { connections: 2, ..server.config() })
+                .await
+                .expect("connect");
+            redis.pipeline().get("a").get("b").query().await.expect("pipeline");
+            redis.ping().await.expect("PING");
+            assert_eq!(connected_clients(&observer).await, 3);
+            drop(redis);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while connected_clients(&observer).await > 1 {
+                assert!(Instant::now() < deadline, "the dropped client's connections stay open");
+                ringo::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        // Kept past its runtime: dropping it then must not touch the runtime's tasks.
+        let redis = block_on(uring, async {
+            let redis = RedisClient::connect(server.config()).await.expect("connect");
+            redis.ping().await.expect("PING");
+            redis
+        });
+        drop(redis);
+    }
+}
+
 #[test]
 fn urls_configure_the_client() {
     let server = RedisServer::start(&["--requirepass", "p@ss"]);

@@ -26,6 +26,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -192,6 +193,9 @@ pub(crate) struct Conn {
     task_waker: Cell<Option<Waker>>,
     ever_up: Cell<bool>,
     rng: Cell<u64>,
+    /// The socket's descriptor while the connection is up (both halves alive: set when
+    /// it is up, cleared by `fail` before either half can be dropped), for `close`.
+    fd: Cell<Option<RawFd>>,
 }
 
 impl Conn {
@@ -218,6 +222,7 @@ impl Conn {
             task_waker: Cell::new(None),
             ever_up: Cell::new(false),
             rng: Cell::new(seed | 1),
+            fd: Cell::new(None),
         })
     }
 
@@ -308,6 +313,7 @@ impl Conn {
         }
         self.epoch.set(epoch + 1);
         self.state.set(State::Down);
+        self.fd.set(None);
         self.out.borrow_mut().clear();
         self.out_commands.set(0);
         self.queued.set(0);
@@ -327,10 +333,23 @@ impl Conn {
         }
     }
 
-    /// The client is gone: fail what is queued and end the tasks.
+    /// The client is gone: drop what is queued and end the tasks.
+    ///
+    /// This may run after the shard's runtime is gone (a client kept past it), where
+    /// waking a task panics, so it wakes nothing: no caller waits (each holds the
+    /// client), and the supervisor learns of the closure from its socket, shut down
+    /// here (a pending read ends), or at the end of its backoff wait or connect attempt.
+    /// The supervisor then ends the writer from inside the runtime.
     pub(crate) fn close(&self) {
         self.closed.set(true);
-        self.fail(self.epoch.get(), RedisError::Disconnected);
+        for slot in std::mem::take(&mut *self.queue.borrow_mut()) {
+            slot.waker.take();
+            *slot.outcome.borrow_mut() = Outcome::Failed(RedisError::Disconnected);
+        }
+        self.queued.set(0);
+        if let Some(fd) = self.fd.take() {
+            crate::sys::shutdown_socket(fd, crate::sys::Direction::Both);
+        }
     }
 
     fn stale(&self, epoch: u64) -> bool {
@@ -391,6 +410,7 @@ async fn supervise(conn: Rc<Conn>) {
                 conn.stats.connected(conn.ever_up.replace(true));
                 conn.resp3.set(up.resp3);
                 conn.state.set(State::Ready);
+                conn.fd.set(Some(up.stream.as_raw_fd()));
                 tracing::debug!(conn = conn.index, addr = %conn.config.addr, resp3 = up.resp3, "redis connected");
                 let (rd, wr) = up.stream.into_split();
                 monoio::spawn(write_loop(Rc::clone(&conn), wr, epoch));
