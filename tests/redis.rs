@@ -2,7 +2,8 @@
 //! on drop): every command in RESP3 and RESP2, auto-pipelining seen in the write
 //! counters, pipelines and transactions, the script cache, AUTH, deadlines against a
 //! paused server, a killed and restarted server, the breaker, backpressure, pub/sub,
-//! and a Redis-backed route on the real server on both io backends.
+//! dropped clients closing their connections, and a Redis-backed route on the real
+//! server on both io backends (fast 503s while Redis is down, recovery once it is back).
 //!
 //! These tests need `redis-server` (scripts/test installs it) and fail without it.
 
@@ -623,7 +624,14 @@ fn a_subscriber_receives_what_is_published() {
 /// A route that reads Redis through the shard's own client.
 fn redis_app(addr: String) -> impl Fn() -> Result<Router, ringo::RouteError> + Send + Sync + 'static {
     move || {
-        let redis = RedisClient::new(RedisConfig { addr: addr.clone(), ..RedisConfig::default() });
+        let redis = RedisClient::new(RedisConfig {
+            addr: addr.clone(),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(100),
+            breaker: Settings { timeout: Duration::from_millis(200), ..Settings::default() }
+                .trip_when(|c| c.consecutive_failures >= 3),
+            ..RedisConfig::default()
+        });
         let mut r = Router::new();
         r.get("/kv/:key", async move |c: &mut Context| {
             let key = c.param("key").to_owned();
@@ -637,14 +645,18 @@ fn redis_app(addr: String) -> impl Fn() -> Result<Router, ringo::RouteError> + S
     }
 }
 
-#[test]
-fn a_route_reads_redis_through_the_shard_client_on_both_backends() {
-    let server = RedisServer::start(&[]);
+fn set_greeting(server: &RedisServer) {
     block_on(false, async {
         let redis = RedisClient::connect(server.config()).await.expect("connect");
         redis.set("greeting", "hello from redis").await.expect("SET");
     });
+}
+
+#[test]
+fn a_route_reads_redis_through_the_shard_client_on_both_backends() {
+    let mut server = RedisServer::start(&[]);
     for backend in BACKENDS {
+        set_greeting(&server);
         let http = start_with(redis_app(server.addr()), 2, backend, Limits::default());
         let mut c = Raw::connect(http.local_addr());
         for _ in 0..3 {
@@ -660,6 +672,36 @@ fn a_route_reads_redis_through_the_shard_client_on_both_backends() {
         }
         for c in &mut conns {
             assert_eq!(c.response().text(), "hello from redis", "{backend:?}");
+        }
+
+        // Redis dies: answers turn into quick 503s, the breaker's once it opens.
+        server.kill();
+        let mut last = String::new();
+        for _ in 0..20 {
+            let start = Instant::now();
+            let r = c.get("/kv/greeting");
+            assert_eq!(r.status, 503, "{backend:?}: {}", r.text());
+            assert!(
+                start.elapsed() < Duration::from_millis(500),
+                "{backend:?}: a 503 took {:?}",
+                start.elapsed()
+            );
+            last = r.text();
+        }
+        assert!(last.contains("circuit breaker open"), "{backend:?}: {last}");
+
+        // Back: the shard reconnects and the breaker closes on its own.
+        server.restart();
+        set_greeting(&server);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = c.get("/kv/greeting");
+            if r.status == 200 {
+                assert_eq!(r.text(), "hello from redis");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{backend:?}: never recovered: {}", r.text());
+            std::thread::sleep(Duration::from_millis(20));
         }
         http.shutdown();
     }
