@@ -1,16 +1,17 @@
 //! Criterion micro-benchmarks: router lookup on the GitHub API route set (static, param,
 //! catch-all), request-head parsing, chunked decoding, JSON parse and serialize
 //! (simd-json against serde_json), arena against heap allocation of per-request data, and
-//! the circuit breaker's check on the request path.
+//! the circuit breaker's check on the request path, and the Redis client's RESP encoding
+//! of GET/SET/MGET and decoding of their replies.
 //!
 //! Run: `cargo bench --bench micro` (add `-- router` to run one group).
 
 use std::hint::black_box;
 
 use bumpalo::Bump;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ringo::Method;
-use ringo::bench_api::{HeadParser, RouteTable, decode_chunked};
+use ringo::bench_api::{HeadParser, RouteTable, decode_chunked, redis_decode_all, redis_encode};
 use ringo::breaker::{Breaker, Settings};
 
 fn github_routes() -> Vec<(Method, &'static str)> {
@@ -215,5 +216,53 @@ fn breaker(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, router, parsing, json, arena, middleware, breaker);
+/// The Redis client's wire work per command: encoding GET, SET (100-byte value) and
+/// MGET of 10 keys into a reused buffer, and decoding their replies (RESP2 and RESP3)
+/// from a read buffer, each value a slice of it.
+fn redis(c: &mut Criterion) {
+    let mut g = c.benchmark_group("redis");
+    let value = [b'x'; 100];
+    let keys: Vec<String> = (0..10).map(|i| format!("user:{i:04}")).collect();
+    let mget: Vec<&[u8]> = std::iter::once(&b"MGET"[..]).chain(keys.iter().map(|k| k.as_bytes())).collect();
+    let mut out = Vec::with_capacity(4096);
+    let encodes: [(&str, Vec<&[u8]>); 3] = [
+        ("encode GET", vec![b"GET", b"user:1234"]),
+        ("encode SET 100 B", vec![b"SET", b"user:1234", &value]),
+        ("encode MGET 10", mget),
+    ];
+    for (name, args) in &encodes {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                redis_encode(&mut out, black_box(args));
+                black_box(out.len())
+            })
+        });
+    }
+    let bulk = format!("$100\r\n{}\r\n", "x".repeat(100));
+    let replies = [
+        ("decode GET hit", bulk.clone()),
+        ("decode GET miss", "$-1\r\n".to_owned()),
+        ("decode SET +OK", "+OK\r\n".to_owned()),
+        ("decode MGET 10", format!("*10\r\n{}", bulk.repeat(10))),
+    ];
+    for (name, wire) in &replies {
+        for resp3 in [false, true] {
+            if resp3 && wire.starts_with("$-1") {
+                continue; // RESP3 says nil with `_`
+            }
+            let label = format!("{name} ({})", if resp3 { "resp3" } else { "resp2" });
+            g.bench_function(label, |b| {
+                b.iter_batched_ref(
+                    || bytes::BytesMut::from(wire.as_bytes()),
+                    |buf| assert_eq!(redis_decode_all(buf, resp3), Some(1)),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, router, parsing, json, arena, middleware, breaker, redis);
 criterion_main!(benches);

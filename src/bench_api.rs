@@ -165,3 +165,24 @@ impl GcraBench {
         self.gcra.check(&mut self.tat, self.now).allowed
     }
 }
+
+/// Appends one command (`args`, name first) as the Redis client encodes it.
+pub fn redis_encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    crate::redis::command::encode(out, args);
+}
+
+/// Decodes every complete reply in `buf` as the Redis client's reader does (each split
+/// off the buffer as it is decoded); how many there were, or `None` on a protocol error.
+pub fn redis_decode_all(buf: &mut bytes::BytesMut, resp3: bool) -> Option<usize> {
+    let mut n = 0;
+    loop {
+        match crate::redis::reply::decode(buf, resp3) {
+            Ok(Some(frame)) => {
+                std::hint::black_box(frame);
+                n += 1;
+            }
+            Ok(None) => return Some(n),
+            Err(_) => return None,
+        }
+    }
+}

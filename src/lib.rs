@@ -43,6 +43,7 @@ pub mod logging;
 mod metrics;
 pub mod middleware;
 mod ratelimit;
+pub mod redis;
 mod router;
 mod server;
 mod shard_handle;

@@ -2,7 +2,8 @@
 //!
 //! Today: shutting a connection's socket down by its descriptor: the drain uses it to
 //! wake connections blocked in a read, and a server-side close uses it to send end of
-//! file before lingering (the runtime's stream type offers no `AsFd`).
+//! file before lingering, and a dropped Redis client uses it to end its connections'
+//! reads (the runtime's stream type offers no `AsFd`).
 
 use std::os::fd::RawFd;
 
@@ -20,8 +21,9 @@ pub(crate) enum Direction {
 /// `shutdown(2)` on a connection's socket.
 ///
 /// Callers keep the invariant that `fd` belongs to a connection that is still open (the
-/// shard's connection registry removes an entry before its stream is dropped), so the
-/// number cannot have been reused for another file.
+/// shard's connection registry removes an entry before its stream is dropped; a Redis
+/// connection forgets its descriptor before either half of its stream is dropped), so
+/// the number cannot have been reused for another file.
 pub(crate) fn shutdown_socket(fd: RawFd, how: Direction) {
     let how = match how {
         Direction::Read => libc::SHUT_RD,
