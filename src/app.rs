@@ -73,6 +73,21 @@ pub fn default_app_from(
     if limits.global_rate > 0.0 {
         r.middleware(RateLimit::global("default", limits.global_rate, limits.global_burst));
     }
+    if limits.cluster_rate > 0.0 {
+        // Checked by `Config::server_config` before any shard starts.
+        if let Ok(Some(redis)) = config.redis.client_config() {
+            let redis = crate::redis::RedisClient::new(redis);
+            let on_down = match limits.cluster_on_redis_down {
+                crate::config::RedisDownPolicy::Open => {
+                    crate::middleware::OnRedisDown::FailOpen { local_rate: limits.cluster_rate }
+                }
+                crate::config::RedisDownPolicy::Closed => crate::middleware::OnRedisDown::FailClosed,
+            };
+            r.middleware(
+                RateLimit::cluster("default", limits.cluster_rate, limits.cluster_burst, &redis).on_redis_down(on_down),
+            );
+        }
+    }
     if limits.client_rate > 0.0 {
         let mut per_client =
             RateLimit::per_client(limits.client_rate, limits.client_burst).max_keys(limits.max_keys);

@@ -130,6 +130,54 @@ pub struct RateLimitSection {
     pub client_key_header: String,
     /// Client keys kept per shard.
     pub max_keys: usize,
+    /// Requests per second for the whole cluster (every instance sharing `[redis]`),
+    /// leased from Redis in batches; 0: off.
+    pub cluster_rate: f64,
+    /// Burst of the cluster limit.
+    pub cluster_burst: u32,
+    /// While Redis cannot be reached: `open` (each shard admits up to `cluster_rate`
+    /// itself) or `closed` (refuse everything).
+    pub cluster_on_redis_down: RedisDownPolicy,
+}
+
+/// `rate_limit.cluster_on_redis_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisDownPolicy {
+    /// Admit by a local per-shard limit.
+    #[default]
+    Open,
+    /// Refuse every request.
+    Closed,
+}
+
+/// The `[redis]` table: the Redis the default app's cluster features use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://[user:password@]host:port[/db]`; empty: no Redis.
+    pub url: String,
+    /// Deadline of one command, in milliseconds.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection { url: String::new(), command_timeout_ms: 250 }
+    }
+}
+
+impl RedisSection {
+    /// The client configuration, when a URL is set.
+    pub fn client_config(&self) -> Result<Option<crate::redis::RedisConfig>, ConfigError> {
+        if self.url.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut config = crate::redis::RedisConfig::from_url(self.url.trim())
+            .map_err(|e| ConfigError::Value { key: "redis.url", message: e.to_string() })?;
+        config.command_timeout = Duration::from_millis(self.command_timeout_ms);
+        Ok(Some(config))
+    }
 }
 
 impl Default for RateLimitSection {
@@ -141,6 +189,9 @@ impl Default for RateLimitSection {
             client_burst: 20,
             client_key_header: String::new(),
             max_keys: 10_000,
+            cluster_rate: 0.0,
+            cluster_burst: 100,
+            cluster_on_redis_down: RedisDownPolicy::Open,
         }
     }
 }
@@ -270,6 +321,8 @@ pub struct Config {
     pub cors: CorsSection,
     /// Trace sampling and span export.
     pub trace: TraceSection,
+    /// The Redis the cluster-wide features use.
+    pub redis: RedisSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -408,6 +461,12 @@ impl Config {
             })?)
         };
         self.limits.validate().map_err(|e| ConfigError::Value { key: e.key, message: e.message })?;
+        if self.rate_limit.cluster_rate > 0.0 && self.redis.client_config()?.is_none() {
+            return Err(ConfigError::Value {
+                key: "redis.url",
+                message: "rate_limit.cluster_rate needs a Redis to share the limit through".into(),
+            });
+        }
         if !(0.0..=1.0).contains(&self.trace.sample_ratio) {
             return Err(ConfigError::Value {
                 key: "trace.sample_ratio",
@@ -434,10 +493,10 @@ impl Config {
 }
 
 /// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
-/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*`, `cors_*` and `trace_*` name
-/// their tables, anything else `[server]`.
+/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*`, `cors_*`, `trace_*` and
+/// `redis_*` name their tables, anything else `[server]`.
 fn env_key(key: &str) -> (&'static str, String) {
-    for table in ["limits", "access_log", "rate_limit", "proxy", "cors", "trace"] {
+    for table in ["limits", "access_log", "rate_limit", "proxy", "cors", "trace", "redis"] {
         if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
             return (table, field.to_owned());
         }

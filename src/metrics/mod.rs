@@ -69,6 +69,14 @@ pub(crate) struct ShardStats {
     pub(crate) shard_restarts: Cell<u64>,
     /// Chains cancelled by the `timeout` middleware.
     pub(crate) timeouts: Cell<u64>,
+    /// Requests Redis leased to this shard's cluster-wide rate limits.
+    pub(crate) cluster_leased: Cell<u64>,
+    /// Requests the cluster-wide limits admitted: by a lease, by the local fallback.
+    pub(crate) cluster_admitted: [Cell<u64>; 2],
+    /// Requests the cluster-wide limits refused: over the limit, Redis down (fail closed).
+    pub(crate) cluster_refused: [Cell<u64>; 2],
+    /// Lease requests that failed (Redis unreachable, timed out, breaker open).
+    pub(crate) cluster_redis_errors: Cell<u64>,
     pub(crate) latency_buckets: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
     pub(crate) latency_sum_us: Cell<u64>,
     /// Per route id, then the redirect, 404 and 405 answers; sized from the router.
@@ -132,6 +140,10 @@ impl ShardStats {
         snap.arena_abandoned = self.arena_abandoned.get();
         snap.shard_restarts = self.shard_restarts.get();
         snap.timeouts = self.timeouts.get();
+        snap.cluster_leased = self.cluster_leased.get();
+        snap.cluster_admitted = [self.cluster_admitted[0].get(), self.cluster_admitted[1].get()];
+        snap.cluster_refused = [self.cluster_refused[0].get(), self.cluster_refused[1].get()];
+        snap.cluster_redis_errors = self.cluster_redis_errors.get();
         breaker::fill_snapshots(&mut snap.breakers);
         for (d, s) in snap.latency_buckets.iter_mut().zip(&self.latency_buckets) {
             *d = s.get();
@@ -181,6 +193,12 @@ pub(crate) struct Snapshot {
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,
     pub(crate) timeouts: u64,
+    pub(crate) cluster_leased: u64,
+    /// Admitted by a lease, by the fallback.
+    pub(crate) cluster_admitted: [u64; 2],
+    /// Refused over the limit, with Redis down.
+    pub(crate) cluster_refused: [u64; 2],
+    pub(crate) cluster_redis_errors: u64,
     /// The circuit breakers built on this shard, in creation order.
     pub(crate) breakers: Vec<BreakerSnapshot>,
     pub(crate) latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],

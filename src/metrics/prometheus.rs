@@ -229,6 +229,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             }
         }
     }
+    cluster_rate_limits(&mut out, e.shards);
     header(&mut out, "ringo_shard_heartbeat_age_seconds", "gauge", "Seconds since the shard last reported.");
     for (shard, age) in e.heartbeat_age_s.iter().enumerate() {
         let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
@@ -251,6 +252,53 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
     let _ = writeln!(out, "ringo_ready {}", u8::from(e.ready));
     process_metrics(&mut out);
     out
+}
+
+/// The cluster-wide (Redis-leased) rate limits: only when some shard has one at work.
+fn cluster_rate_limits(out: &mut String, shards: &[Snapshot]) {
+    if !shards.iter().any(|s| s.cluster_leased + s.cluster_redis_errors > 0) {
+        return;
+    }
+    type Labeled = (&'static str, &'static str, &'static str, [&'static str; 2], fn(&Snapshot) -> [u64; 2]);
+    let labeled: [Labeled; 2] = [
+        (
+            "ringo_cluster_rate_limit_admitted_total",
+            "Requests a cluster-wide rate limit admitted, by a Redis lease or by the local fallback.",
+            "via",
+            ["lease", "fallback"],
+            |s| s.cluster_admitted,
+        ),
+        (
+            "ringo_cluster_rate_limit_refused_total",
+            "Requests a cluster-wide rate limit refused: over the limit, or Redis down (fail closed).",
+            "reason",
+            ["limit", "redis_down"],
+            |s| s.cluster_refused,
+        ),
+    ];
+    for (name, help, label, values, get) in labeled {
+        header(out, name, "counter", help);
+        for s in shards {
+            for (value, n) in values.iter().zip(get(s)) {
+                let _ = writeln!(out, "{name}{{shard=\"{}\",{label}=\"{value}\"}} {n}", s.shard);
+            }
+        }
+    }
+    type Plain = (&'static str, &'static str, fn(&Snapshot) -> u64);
+    let plain: [Plain; 2] = [
+        ("ringo_cluster_rate_limit_leased_total", "Requests Redis leased to the shard.", |s| s.cluster_leased),
+        (
+            "ringo_cluster_rate_limit_redis_errors_total",
+            "Lease requests that failed (Redis unreachable, timed out, breaker open).",
+            |s| s.cluster_redis_errors,
+        ),
+    ];
+    for (name, help, get) in plain {
+        header(out, name, "counter", help);
+        for s in shards {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
 }
 
 /// Each shard's circuit breakers: state, transitions, refusals.

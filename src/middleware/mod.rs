@@ -21,7 +21,7 @@ mod trace;
 pub use breaker::{BreakerMiddleware, breaker};
 pub use cors::{AllowedOrigins, Cors, CorsConfig, CorsError, cors};
 pub use logger::{Logger, logger, logger_with};
-pub use rate_limit::RateLimit;
+pub use rate_limit::{OnRedisDown, RateLimit};
 pub use request_id::{RequestId, request_id};
 pub use response_time::{ResponseTime, response_time};
 pub use timeout::{Timeout, WaitingOnUpstream, timeout};

@@ -26,10 +26,14 @@ use std::time::Instant;
 
 use super::{Middleware, Next};
 use crate::context::Context;
+use crate::ratelimit::cluster::{Admission, ClusterLease};
 use crate::ratelimit::{Decision, Gcra, GlobalShare, KeyTable, register_global};
+use crate::redis::RedisClient;
 
 /// Keys per shard a per-client limiter keeps by default.
 const DEFAULT_MAX_KEYS: usize = 10_000;
+
+pub use crate::ratelimit::cluster::OnRedisDown;
 
 /// A rate limit; add it with `router.middleware(…)` or `group.middleware(…)`.
 #[derive(Debug)]
@@ -46,6 +50,8 @@ enum Scope {
     Global(Rc<GlobalShare>),
     /// One allowance per client key, in a bounded table.
     Client { gcra: Gcra, table: KeyTable, header: Option<Box<str>> },
+    /// This shard's leases of an allowance shared through Redis by every instance.
+    Cluster(Rc<ClusterLease>),
 }
 
 impl RateLimit {
@@ -71,6 +77,28 @@ impl RateLimit {
             table: KeyTable::new(DEFAULT_MAX_KEYS),
             header: None,
         })
+    }
+
+    /// `rate` requests per second for the whole cluster — every shard of every
+    /// instance whose limit has this `name` and uses the same Redis — bursts of up to
+    /// `burst`. Requests are leased from Redis in batches (about 20 ms of the rate),
+    /// so Redis sees a few calls per second per shard, not one per request. While
+    /// Redis cannot be reached the limit fails open to `rate` per shard (see
+    /// [`on_redis_down`](RateLimit::on_redis_down)). Build it in the app factory with
+    /// the shard's own client.
+    pub fn cluster(name: &str, rate: f64, burst: u32, redis: &RedisClient) -> RateLimit {
+        let on_down = OnRedisDown::FailOpen { local_rate: rate };
+        RateLimit::with(Scope::Cluster(Rc::new(ClusterLease::new(name, rate, burst, redis.clone(), on_down))))
+    }
+
+    /// What a [`cluster`](RateLimit::cluster) limit does while Redis cannot be
+    /// reached (other limits ignore it).
+    pub fn on_redis_down(mut self, policy: OnRedisDown) -> RateLimit {
+        if let Scope::Cluster(lease) = &self.scope {
+            let lease = lease.with_policy(policy);
+            self.scope = Scope::Cluster(Rc::new(lease));
+        }
+        self
     }
 
     /// Per-client limits keyed by this request header (an API key) instead of the IP;
@@ -109,6 +137,8 @@ impl RateLimit {
                 let (d, burst) = share.check(now);
                 (d, burst, false)
             }
+            // Decided in `handle`: it may wait for a lease.
+            Scope::Cluster(lease) => (Decision::default(), lease.burst(), false),
             Scope::Client { gcra, table, header } => {
                 let by_header = header.as_deref().and_then(|h| c.header_bytes(h));
                 let ip;
@@ -153,7 +183,21 @@ fn set_number(c: &Context, name: &str, n: u64) {
 
 impl Middleware for RateLimit {
     async fn handle<'a>(&'a self, c: &'a mut Context, next: Next<'a>) {
-        let (d, burst, evicted) = self.check(c);
+        let (d, burst, evicted) = match &self.scope {
+            Scope::Cluster(lease) => {
+                let stats = Rc::clone(&c.shard.stats);
+                let (d, counter) = match lease.admit(&stats).await {
+                    Admission::Leased(d) if d.allowed => (d, &stats.cluster_admitted[0]),
+                    Admission::Leased(d) => (d, &stats.cluster_refused[0]),
+                    Admission::Fallback(d) if d.allowed => (d, &stats.cluster_admitted[1]),
+                    Admission::Fallback(d) => (d, &stats.cluster_refused[0]),
+                    Admission::RefusedRedisDown(d) => (d, &stats.cluster_refused[1]),
+                };
+                counter.set(counter.get() + 1);
+                (d, lease.burst(), false)
+            }
+            _ => self.check(c),
+        };
         let stats = &c.shard.stats;
         if evicted {
             stats.rate_limit_evictions.set(stats.rate_limit_evictions.get() + 1);

@@ -13,11 +13,14 @@
 //!   ([`rebalance`], water-filling), sending each shard its new rate by message. The
 //!   request path reads only the shard's own copy.
 //!
-//! A cluster-wide backend (tokens leased from Redis in batches) plugs in the same way
-//! the control thread does: by setting a shard's rate; the request path does not change.
+//! - [`cluster::ClusterLease`] is one shard's side of a limit across every instance:
+//!   requests leased from a GCRA allowance in Redis in batches, spent locally, with a
+//!   fail-open or fail-closed fallback while Redis cannot be reached.
 //!
 //! Owns the algorithm, the per-shard tables and shares, and the rebalancing rule; the
 //! middleware that applies them is `middleware::rate_limit`.
+
+pub(crate) mod cluster;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -35,7 +38,7 @@ pub(crate) struct Gcra {
 }
 
 /// What a check decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Decision {
     pub(crate) allowed: bool,
     /// Requests that could still be admitted right now.

@@ -2,6 +2,8 @@
 //! and talk to it over raw sockets.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis_server;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
