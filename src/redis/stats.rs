@@ -41,8 +41,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn command(&self) {
-        bump(&self.commands, 1);
+    pub(crate) fn commands(&self, n: u64) {
+        bump(&self.commands, n);
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {
