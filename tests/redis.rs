@@ -338,6 +338,27 @@ fn calls_spread_over_several_connections() {
 }
 
 #[test]
+fn resp3_pushes_on_the_shared_connection_are_not_taken_for_replies() {
+    let server = RedisServer::start(&[]);
+    block_on(true, async {
+        let redis = RedisClient::connect(server.config()).await.expect("connect");
+        let other = RedisClient::connect(server.config()).await.expect("connect");
+        redis.set("t", "1").await.expect("SET");
+        // Client-side caching: the server pushes an invalidation when `t` changes.
+        redis.query::<()>(&Cmd::new("CLIENT").arg("TRACKING").arg("ON")).await.expect("TRACKING ON");
+        assert_eq!(redis.get("t").await.expect("GET"), b("1"));
+        other.set("t", "2").await.expect("SET elsewhere");
+        for i in 0..20 {
+            assert_eq!(redis.incr("n").await.expect("INCR"), i + 1, "replies stay in step with the pushes");
+            assert_eq!(redis.get("t").await.expect("GET"), b("2"));
+            other.set("t", "2").await.expect("SET elsewhere");
+        }
+        let s = redis.stats();
+        assert!(s.pushes >= 10, "invalidations were pushed and skipped: {s:?}");
+    });
+}
+
+#[test]
 fn explicit_pipelines_and_transactions() {
     let server = RedisServer::start(&[]);
     for resp3 in [true, false] {

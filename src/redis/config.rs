@@ -10,8 +10,8 @@ use crate::breaker::Settings;
 /// How a [`RedisClient`](super::RedisClient) reaches Redis and how it behaves.
 ///
 /// Build one outside the app factory (it is `Clone + Send`) and give each shard its
-/// own client made from a clone.
-#[derive(Debug, Clone)]
+/// own client made from a clone. Its `Debug` output hides the password.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `host:port` of the server. A host name is resolved at each connect, with the
     /// system resolver (blocking: prefer an address).
@@ -69,11 +69,46 @@ impl Default for RedisConfig {
     }
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("db", &self.db)
+            .field("resp3", &self.resp3)
+            .field("connections", &self.connections)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_queue", &self.max_queue)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("breaker", &self.breaker)
+            .field("breaker_name", &self.breaker_name)
+            .finish()
+    }
+}
+
+/// `url` with the user info's password replaced, for error messages.
+fn redacted(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("redis://{}:<hidden>{}", &rest[..colon], &rest[at..]),
+            None => format!("redis://<hidden>{}", &rest[at..]),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// A `redis://` URL the parser refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid redis URL {url:?}: {reason}")]
 pub struct UrlError {
-    /// The URL as given.
+    /// The URL as given, its password hidden.
     pub url: String,
     /// What is wrong with it.
     pub reason: &'static str,
@@ -92,7 +127,7 @@ impl RedisConfig {
     /// assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("app"), Some("s@cret")));
     /// ```
     pub fn from_url(url: &str) -> Result<RedisConfig, UrlError> {
-        let err = |reason| UrlError { url: url.to_owned(), reason };
+        let err = |reason| UrlError { url: redacted(url), reason };
         let rest = url.strip_prefix("redis://").ok_or_else(|| err("the scheme must be redis://"))?;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
@@ -178,5 +213,16 @@ mod tests {
         for bad in ["http://h", "redis://", "redis://h/x", "redis://h?tls=1", "redis://u:%ff@h"] {
             assert!(RedisConfig::from_url(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_errors_and_debug_output() {
+        let e = RedisConfig::from_url("redis://app:s3cret@h/x").expect_err("bad db");
+        assert_eq!(e.url, "redis://app:<hidden>@h/x");
+        let e = RedisConfig::from_url("redis://s3cret@h?tls=1").expect_err("bad query");
+        assert_eq!(e.url, "redis://<hidden>@h?tls=1");
+        let c = RedisConfig::from_url("redis://app:s3cret@h").expect("valid");
+        let shown = format!("{c:?} {}", e);
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

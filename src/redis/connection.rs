@@ -509,7 +509,7 @@ async fn read_loop(
             match reply::decode(&mut buf, conn.resp3.get()) {
                 Ok(None) => break,
                 // Out-of-band RESP3 data (client tracking) is not a reply.
-                Ok(Some(Frame::Push(_))) => {}
+                Ok(Some(Frame::Push(_))) => conn.stats.push(),
                 Ok(Some(Frame::Reply(r))) => {
                     if let Err(e) = conn.deliver(r) {
                         return e;

@@ -189,9 +189,7 @@ impl RedisClient {
     /// replies within the deadline, through the breaker.
     async fn call(&self, commands: u64, replies: usize, write: impl FnOnce(&mut Vec<u8>)) -> Result<Replies> {
         let inner = &*self.inner;
-        for _ in 0..commands {
-            inner.stats.command();
-        }
+        inner.stats.commands(commands);
         let conn = self.pick();
         conn.start();
         if conn.queued() + replies > inner.config.max_queue.max(1) {

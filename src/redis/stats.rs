@@ -35,14 +35,15 @@ pub(crate) struct Counters {
     connect_failures: Cell<u64>,
     disconnects: Cell<u64>,
     late_replies: Cell<u64>,
+    pushes: Cell<u64>,
     script_reloads: Cell<u64>,
     latency: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: Cell<u64>,
 }
 
 impl Counters {
-    pub(crate) fn command(&self) {
-        bump(&self.commands, 1);
+    pub(crate) fn commands(&self, n: u64) {
+        bump(&self.commands, n);
     }
 
     pub(crate) fn error(&self, kind: ErrorKind) {
@@ -78,6 +79,10 @@ impl Counters {
         bump(&self.late_replies, 1);
     }
 
+    pub(crate) fn push(&self) {
+        bump(&self.pushes, 1);
+    }
+
     pub(crate) fn script_reload(&self) {
         bump(&self.script_reloads, 1);
     }
@@ -103,6 +108,7 @@ impl Counters {
             connect_failures: get(&self.connect_failures),
             disconnects: get(&self.disconnects),
             late_replies: get(&self.late_replies),
+            pushes: get(&self.pushes),
             script_reloads: get(&self.script_reloads),
             latency_buckets: std::array::from_fn(|i| self.latency[i].get()),
             latency_sum_us: get(&self.latency_sum_us),
@@ -136,6 +142,9 @@ pub struct RedisStats {
     pub disconnects: u64,
     /// Replies that came after their command's deadline (discarded).
     pub late_replies: u64,
+    /// RESP3 out-of-band pushes (client-tracking invalidations) read and skipped on
+    /// the command connections.
+    pub pushes: u64,
     /// `EVALSHA` calls answered `NOSCRIPT` and retried as `EVAL`.
     pub script_reloads: u64,
     /// Call latency histogram by [`LATENCY_BUCKETS_US`] (then `+Inf`), of calls that
