@@ -10,124 +10,13 @@
 mod common;
 
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, Raw, start_with};
+use common::redis_server::RedisServer;
+use common::{BACKENDS, Raw, free_port, start_with};
 use ringo::breaker::{Settings, State};
 use ringo::redis::{Bytes, Cmd, ErrorKind, RedisClient, RedisConfig, RedisError, Script, SetOptions, Value};
 use ringo::{Context, Limits, Router};
-
-/// A `redis-server` of this test's own.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    extra: Vec<String>,
-}
-
-/// A port nobody listens on now (bound, read, released).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-impl RedisServer {
-    fn start(extra: &[&str]) -> RedisServer {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let port = free_port();
-        let mut s = RedisServer { child: RedisServer::spawn(port, &extra), port, extra };
-        s.wait_ready();
-        s
-    }
-
-    fn spawn(port: u16, extra: &[String]) -> Child {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server could not be started ({e}): install it (scripts/test does: apt-get install redis-server)")
-            })
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn config(&self) -> RedisConfig {
-        RedisConfig { addr: self.addr(), ..RedisConfig::default() }
-    }
-
-    /// Waits until the server answers PING (or asks for a password).
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut b = [0u8; 64];
-                if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok() {
-                    if let Ok(n) = s.read(&mut b) {
-                        if b[..n].starts_with(b"+PONG") || b[..n].starts_with(b"-NOAUTH") {
-                            return;
-                        }
-                    }
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redis-server on port {} exited at start: {status}", self.port);
-            }
-            assert!(Instant::now() < deadline, "redis-server on port {} never answered PING", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill runs");
-        assert!(ok.success(), "kill {sig} redis-server");
-    }
-
-    /// SIGSTOP: the server holds connections but answers nothing.
-    fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A fresh server on the same port, with the same arguments.
-    fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            self.child = RedisServer::spawn(self.port, &self.extra);
-            std::thread::sleep(Duration::from_millis(50));
-            match self.child.try_wait() {
-                // The port may linger a moment after the kill: try again.
-                Ok(Some(_)) if Instant::now() < deadline => continue,
-                _ => break,
-            }
-        }
-        self.wait_ready();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
-        self.kill();
-    }
-}
 
 /// Runs `f` on a monoio runtime of the given driver (`uring`: io_uring, else epoll).
 fn block_on<F: Future>(uring: bool, f: F) -> F::Output {
