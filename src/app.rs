@@ -84,7 +84,8 @@ pub fn default_app_from(
                 crate::config::RedisDownPolicy::Closed => crate::middleware::OnRedisDown::FailClosed,
             };
             r.middleware(
-                RateLimit::cluster("default", limits.cluster_rate, limits.cluster_burst, &redis).on_redis_down(on_down),
+                RateLimit::cluster("default", limits.cluster_rate, limits.cluster_burst, &redis)
+                    .on_redis_down(on_down),
             );
         }
     }

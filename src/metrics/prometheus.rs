@@ -286,7 +286,9 @@ fn cluster_rate_limits(out: &mut String, shards: &[Snapshot]) {
     }
     type Plain = (&'static str, &'static str, fn(&Snapshot) -> u64);
     let plain: [Plain; 2] = [
-        ("ringo_cluster_rate_limit_leased_total", "Requests Redis leased to the shard.", |s| s.cluster_leased),
+        ("ringo_cluster_rate_limit_leased_total", "Requests Redis leased to the shard.", |s| {
+            s.cluster_leased
+        }),
         (
             "ringo_cluster_rate_limit_redis_errors_total",
             "Lease requests that failed (Redis unreachable, timed out, breaker open).",

@@ -113,7 +113,13 @@ pub(crate) enum Admission {
 }
 
 impl ClusterLease {
-    pub(crate) fn new(name: &str, rate: f64, burst: u32, redis: RedisClient, on_down: OnRedisDown) -> ClusterLease {
+    pub(crate) fn new(
+        name: &str,
+        rate: f64,
+        burst: u32,
+        redis: RedisClient,
+        on_down: OnRedisDown,
+    ) -> ClusterLease {
         let burst = burst.max(1);
         let interval_us = if rate > 0.0 { 1e6 / rate } else { f64::MAX / 4.0 };
         // A lease is about 20 ms of the cluster's rate, within the burst.
@@ -173,11 +179,21 @@ impl ClusterLease {
                     let (lease, stats) = (Rc::clone(self), Rc::clone(stats));
                     monoio::spawn(async move { lease.refill(&stats, lease.now()).await });
                 }
-                return Admission::Leased(Decision { allowed: true, remaining: left, reset_ns: 0, retry_ns: 0 });
+                return Admission::Leased(Decision {
+                    allowed: true,
+                    remaining: left,
+                    reset_ns: 0,
+                    retry_ns: 0,
+                });
             }
             if t < self.refused_until.get() {
                 let retry_ns = self.refused_until.get() - t;
-                return Admission::Leased(Decision { allowed: false, remaining: 0, reset_ns: retry_ns, retry_ns });
+                return Admission::Leased(Decision {
+                    allowed: false,
+                    remaining: 0,
+                    reset_ns: retry_ns,
+                    retry_ns,
+                });
             }
             if t < self.fallback_until.get() {
                 return self.fallback_check(t);
@@ -200,7 +216,12 @@ impl ClusterLease {
             }
             OnRedisDown::FailClosed => {
                 let retry_ns = self.fallback_until.get().saturating_sub(t).max(1);
-                Admission::RefusedRedisDown(Decision { allowed: false, remaining: 0, reset_ns: retry_ns, retry_ns })
+                Admission::RefusedRedisDown(Decision {
+                    allowed: false,
+                    remaining: 0,
+                    reset_ns: retry_ns,
+                    retry_ns,
+                })
             }
         }
     }
@@ -210,8 +231,10 @@ impl ClusterLease {
         if self.refilling.replace(true) {
             return;
         }
-        let args = [format!("{:.3}", self.interval_us), format!("{:.3}", self.tolerance_us), self.batch.to_string()];
-        let answer: crate::redis::Result<Vec<i64>> = self.script.invoke(&self.redis, &[&self.key], &args).await;
+        let args =
+            [format!("{:.3}", self.interval_us), format!("{:.3}", self.tolerance_us), self.batch.to_string()];
+        let answer: crate::redis::Result<Vec<i64>> =
+            self.script.invoke(&self.redis, &[&self.key], &args).await;
         match answer.as_deref() {
             Ok([granted, retry_us]) => {
                 self.fallback_until.set(0);
