@@ -159,11 +159,14 @@ pub struct RedisSection {
     pub url: String,
     /// Deadline of one command, in milliseconds.
     pub command_timeout_ms: u64,
+    /// `/readyz` answers 503 until every shard's Redis client is connected (and again
+    /// while one is not).
+    pub ready_required: bool,
 }
 
 impl Default for RedisSection {
     fn default() -> Self {
-        RedisSection { url: String::new(), command_timeout_ms: 250 }
+        RedisSection { url: String::new(), command_timeout_ms: 250, ready_required: false }
     }
 }
 
@@ -488,6 +491,7 @@ impl Config {
             control_core: usize::try_from(s.control_core).ok(),
             on_shard_death: s.on_shard_death,
             trace_export: self.trace.export(),
+            ready_requires_redis: self.redis.ready_required,
         })
     }
 }

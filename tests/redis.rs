@@ -616,3 +616,38 @@ fn a_route_reads_redis_through_the_shard_client_on_both_backends() {
         http.shutdown();
     }
 }
+
+#[test]
+fn the_clients_counters_reach_metrics_and_readyz_can_wait_for_redis() {
+    let mut server = RedisServer::start(&[]);
+    set_greeting(&server);
+    let app = common::start_with_admin_and(redis_app(server.addr()), ringo::IoBackend::Auto, |cfg| {
+        cfg.ready_requires_redis = true;
+    });
+    // No request has used the client: the shard connects it because /readyz waits.
+    let ready = || common::admin_get(&app, "/readyz");
+    assert!(common::eventually(Duration::from_secs(5), || ready().status == 200), "{}", ready().text());
+    let mut c = Raw::connect(app.local_addr());
+    for _ in 0..10 {
+        assert_eq!(c.get("/kv/greeting").status, 200);
+    }
+    let series = |name: &str| common::series(&app, &format!("{name}{{shard=\"0\",client=\"redis\"}} "));
+    assert!(common::eventually(Duration::from_secs(2), || series("ringo_redis_commands_total") >= Some(10)));
+    assert_eq!(series("ringo_redis_connected"), Some(1));
+    assert!(series("ringo_redis_command_duration_seconds_count") >= Some(10));
+    assert!(series("ringo_redis_writes_total") >= Some(1));
+
+    server.kill();
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let r = ready();
+            r.status == 503 && r.text().contains("redis unavailable")
+        }),
+        "{}",
+        ready().text()
+    );
+    server.restart();
+    assert!(common::eventually(Duration::from_secs(5), || ready().status == 200), "{}", ready().text());
+    assert!(series("ringo_redis_reconnects_total") >= Some(1));
+    app.shutdown();
+}

@@ -345,6 +345,7 @@ mod tests {
             lifecycle: super::super::LifecycleCell::default(),
             started: Instant::now(),
             spans: None,
+            redis_ready_required: false,
         }
     }
 

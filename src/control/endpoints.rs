@@ -105,9 +105,18 @@ fn readyz(state: &State) -> Reply {
     #[derive(Serialize)]
     struct Ready {
         status: &'static str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        redis_down_on_shards: Vec<usize>,
     }
     let l = state.lifecycle.get();
-    Reply::json(if l == Lifecycle::Ready { 200 } else { 503 }, &Ready { status: l.as_str() })
+    let redis_down = if state.redis_ready_required { state.shards_without_redis() } else { Vec::new() };
+    if l == Lifecycle::Ready && !redis_down.is_empty() {
+        return Reply::json(503, &Ready { status: "redis unavailable", redis_down_on_shards: redis_down });
+    }
+    Reply::json(
+        if l == Lifecycle::Ready { 200 } else { 503 },
+        &Ready { status: l.as_str(), redis_down_on_shards: redis_down },
+    )
 }
 
 fn debug_shards(state: &State) -> Reply {

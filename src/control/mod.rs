@@ -109,6 +109,8 @@ pub(crate) struct ShardLink {
     /// New shares of the global rate limiters, from the control thread.
     pub(crate) budgets: Receiver<budgets::Budget>,
     pub(crate) started: Instant,
+    /// `/readyz` waits for the shard's Redis clients: connect them before requests do.
+    pub(crate) redis_ready_required: bool,
 }
 
 impl ShardLink {
@@ -147,6 +149,8 @@ pub(crate) struct ControlSpec {
     pub(crate) started: Instant,
     /// Span export, started by the server (so a bad endpoint fails `start`).
     pub(crate) spans: Option<otlp::SpanExport>,
+    /// `/readyz` also needs every shard's Redis clients connected.
+    pub(crate) redis_ready_required: bool,
 }
 
 /// The control thread, as the server holds it.
@@ -163,7 +167,11 @@ pub(crate) struct ControlEnds {
 }
 
 /// Channels for `shards` shards: the control thread's ends and each shard's link.
-pub(crate) fn channels(shards: usize, started: Instant) -> (ControlEnds, Vec<ShardLink>) {
+pub(crate) fn channels(
+    shards: usize,
+    started: Instant,
+    redis_ready_required: bool,
+) -> (ControlEnds, Vec<ShardLink>) {
     let (tx, rx) = crossbeam_channel::bounded(shards * 8 + 8);
     let mut recycle = Vec::with_capacity(shards);
     let mut budgets = Vec::with_capacity(shards);
@@ -173,7 +181,13 @@ pub(crate) fn channels(shards: usize, started: Instant) -> (ControlEnds, Vec<Sha
         let (btx, brx) = crossbeam_channel::bounded(64);
         recycle.push(rtx);
         budgets.push(btx);
-        links.push(ShardLink { reports: tx.clone(), recycled: rrx, budgets: brx, started });
+        links.push(ShardLink {
+            reports: tx.clone(),
+            recycled: rrx,
+            budgets: brx,
+            started,
+            redis_ready_required,
+        });
     }
     (ControlEnds { reports: rx, recycle, budgets }, links)
 }
@@ -210,9 +224,22 @@ pub(crate) struct State {
     pub(crate) started: Instant,
     /// OTLP export of the shards' sampled spans, when configured.
     pub(crate) spans: Option<otlp::SpanExport>,
+    /// `/readyz` also needs every shard's Redis clients connected.
+    pub(crate) redis_ready_required: bool,
 }
 
 impl State {
+    /// Shards with a Redis client whose connections are all down, by their latest
+    /// snapshot.
+    pub(crate) fn shards_without_redis(&self) -> Vec<usize> {
+        self.latest
+            .iter()
+            .flatten()
+            .filter(|s| s.redis.iter().any(|c| !c.connected))
+            .map(|s| s.shard)
+            .collect()
+    }
+
     fn absorb(&mut self, report: ShardReport, recycle: &[Sender<Snapshot>]) {
         match report {
             ShardReport::Routes { shard, routes } => {
@@ -313,6 +340,7 @@ fn run(spec: ControlSpec) {
         budgets,
         started,
         spans,
+        redis_ready_required,
     } = spec;
     let mut admin = match admin::Admin::new(admin) {
         Ok(admin) => Some(admin),
@@ -334,6 +362,7 @@ fn run(spec: ControlSpec) {
         lifecycle,
         started,
         spans,
+        redis_ready_required,
     };
     loop {
         match reports.recv_timeout(TICK) {

@@ -199,6 +199,8 @@ pub(crate) struct Snapshot {
     /// Refused over the limit, with Redis down.
     pub(crate) cluster_refused: [u64; 2],
     pub(crate) cluster_redis_errors: u64,
+    /// The Redis clients built on this shard, in creation order.
+    pub(crate) redis: Vec<crate::redis::RedisSnapshot>,
     /// The circuit breakers built on this shard, in creation order.
     pub(crate) breakers: Vec<BreakerSnapshot>,
     pub(crate) latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],

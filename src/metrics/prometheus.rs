@@ -230,6 +230,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         }
     }
     cluster_rate_limits(&mut out, e.shards);
+    redis_clients(&mut out, e.shards);
     header(&mut out, "ringo_shard_heartbeat_age_seconds", "gauge", "Seconds since the shard last reported.");
     for (shard, age) in e.heartbeat_age_s.iter().enumerate() {
         let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
@@ -299,6 +300,110 @@ fn cluster_rate_limits(out: &mut String, shards: &[Snapshot]) {
         header(out, name, "counter", help);
         for s in shards {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
+}
+
+/// Each shard's Redis clients (`client` label: the client's breaker name).
+fn redis_clients(out: &mut String, shards: &[Snapshot]) {
+    use crate::redis::{ErrorKind, RedisStats};
+    if shards.iter().all(|s| s.redis.is_empty()) {
+        return;
+    }
+    type PerClient = (&'static str, &'static str, &'static str, fn(&RedisStats) -> u64);
+    let per_client: [PerClient; 8] = [
+        ("ringo_redis_commands_total", "counter", "Commands issued (each of a pipeline counts).", |r| {
+            r.commands
+        }),
+        (
+            "ringo_redis_writes_total",
+            "counter",
+            "Socket writes of queued commands (commands / writes: the auto-pipelining depth).",
+            |r| r.writes,
+        ),
+        ("ringo_redis_written_commands_total", "counter", "Commands those writes carried.", |r| {
+            r.written_commands
+        }),
+        ("ringo_redis_in_flight", "gauge", "Replies the client waits for now (the pipeline depth).", |r| {
+            r.in_flight
+        }),
+        ("ringo_redis_connects_total", "counter", "Connections set up (handshake done).", |r| r.connects),
+        ("ringo_redis_reconnects_total", "counter", "Connections set up again after they were lost.", |r| {
+            r.reconnects
+        }),
+        ("ringo_redis_connect_failures_total", "counter", "Connect or set-up attempts that failed.", |r| {
+            r.connect_failures
+        }),
+        (
+            "ringo_redis_late_replies_total",
+            "counter",
+            "Replies that came after their call's deadline.",
+            |r| r.late_replies,
+        ),
+    ];
+    for (name, kind, help, get) in per_client {
+        header(out, name, kind, help);
+        for s in shards {
+            for c in &s.redis {
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\",client=\"{}\"}} {}",
+                    s.shard,
+                    escape(&c.name),
+                    get(&c.stats)
+                );
+            }
+        }
+    }
+    header(out, "ringo_redis_connected", "gauge", "1 while at least one of the client's connections is up.");
+    for s in shards {
+        for c in &s.redis {
+            let _ = writeln!(
+                out,
+                "ringo_redis_connected{{shard=\"{}\",client=\"{}\"}} {}",
+                s.shard,
+                escape(&c.name),
+                u8::from(c.connected)
+            );
+        }
+    }
+    header(out, "ringo_redis_errors_total", "counter", "Failed calls, by kind.");
+    for s in shards {
+        for c in &s.redis {
+            for kind in ErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "ringo_redis_errors_total{{shard=\"{}\",client=\"{}\",kind=\"{}\"}} {}",
+                    s.shard,
+                    escape(&c.name),
+                    kind.as_str(),
+                    c.stats.errors_of(kind)
+                );
+            }
+        }
+    }
+    header(out, "ringo_redis_command_duration_seconds", "histogram", "Time from a call to its answer.");
+    for s in shards {
+        for c in &s.redis {
+            let labels = format!("shard=\"{}\",client=\"{}\"", s.shard, escape(&c.name));
+            let mut cumulative = 0;
+            for (i, n) in c.stats.latency_buckets.iter().enumerate() {
+                cumulative += n;
+                let le = match LATENCY_BUCKETS_US.get(i) {
+                    Some(us) => format!("{}", *us as f64 / 1e6),
+                    None => "+Inf".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "ringo_redis_command_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "ringo_redis_command_duration_seconds_sum{{{labels}}} {}",
+                c.stats.latency_sum_us as f64 / 1e6
+            );
+            let _ = writeln!(out, "ringo_redis_command_duration_seconds_count{{{labels}}} {cumulative}");
         }
     }
 }

@@ -60,8 +60,9 @@ pub(crate) mod reply;
 mod script;
 mod stats;
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use bytes::Bytes;
@@ -85,6 +86,46 @@ struct Client {
     next: Cell<usize>,
     breaker: Breaker,
     stats: Rc<Counters>,
+    /// The `client` label in `/metrics` (the breaker's name).
+    name: Arc<str>,
+}
+
+thread_local! {
+    /// The clients built on this thread (a shard), for its snapshots.
+    static CLIENTS: RefCell<Vec<Weak<Client>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One client's counters in a shard's snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisSnapshot {
+    pub(crate) name: Arc<str>,
+    pub(crate) stats: RedisStats,
+    pub(crate) connected: bool,
+}
+
+/// Copies the counters of this thread's live clients into `out` (reused: no
+/// allocation once its capacity fits). With `wake`, a client with no connection up
+/// is pinged, so it connects before the first request needs it (`/readyz` waits for
+/// that when `redis.ready_required` is set).
+pub(crate) fn fill_snapshots(out: &mut Vec<RedisSnapshot>, wake: bool) {
+    out.clear();
+    CLIENTS.with_borrow(|clients| {
+        for inner in clients.iter().filter_map(Weak::upgrade) {
+            let client = RedisClient { timeout: inner.config.command_timeout, inner };
+            let connected = client.is_connected();
+            if wake && !connected {
+                let probe = client.clone();
+                monoio::spawn(async move {
+                    let _ = probe.ping().await;
+                });
+            }
+            out.push(RedisSnapshot {
+                name: Arc::clone(&client.inner.name),
+                stats: client.stats(),
+                connected,
+            });
+        }
+    });
 }
 
 impl Drop for Client {
@@ -133,7 +174,13 @@ impl RedisClient {
             .collect();
         let breaker = Breaker::new(&config.breaker_name, config.breaker.clone());
         let timeout = config.command_timeout;
-        RedisClient { inner: Rc::new(Client { config, conns, next: Cell::new(0), breaker, stats }), timeout }
+        let name: Arc<str> = Arc::from(config.breaker_name.as_str());
+        let inner = Rc::new(Client { config, conns, next: Cell::new(0), breaker, stats, name });
+        CLIENTS.with_borrow_mut(|c| {
+            c.retain(|w| w.strong_count() > 0);
+            c.push(Rc::downgrade(&inner));
+        });
+        RedisClient { inner, timeout }
     }
 
     /// A client whose connections are up: connects now and returns the first

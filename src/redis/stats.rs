@@ -1,8 +1,9 @@
 //! The client's counters: plain `Cell`s owned by one shard's client, copied into a
 //! [`RedisStats`] value on demand.
 //!
-//! Owns counting only; never decides anything from the counts. Not yet in the
-//! Prometheus output: [`RedisClient::stats`](super::RedisClient::stats) is the way in.
+//! Owns counting only; never decides anything from the counts. The shard's snapshot
+//! carries every client's counters to the control thread (`ringo_redis_*` in
+//! `/metrics`); [`RedisClient::stats`](super::RedisClient::stats) reads them in code.
 
 use std::cell::Cell;
 use std::time::Duration;

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// OTLP export of sampled request spans (needs `admin`: spans travel with the
     /// snapshots to the control thread); `None`: no spans are kept.
     pub trace_export: Option<TraceExport>,
+    /// `/readyz` answers 503 while a shard's Redis client has no connection up (and
+    /// the shards connect their clients at start instead of on first use).
+    pub ready_requires_redis: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             control_core: None,
             on_shard_death: ShardDeathPolicy::Exit,
             trace_export: None,
+            ready_requires_redis: false,
         }
     }
 }
@@ -212,7 +216,7 @@ where
         let stop = Arc::new(AtomicBool::new(false));
         let lifecycle = LifecycleCell::default();
         let started = Instant::now();
-        let (ends, links) = control::channels(cores.len(), started);
+        let (ends, links) = control::channels(cores.len(), started, cfg.ready_requires_redis);
         let spans = match (&cfg.trace_export, cfg.admin) {
             (None, _) => None,
             (Some(_), None) => return Err(ServerError::TraceExport(TraceExportError::NoControlThread)),
@@ -239,6 +243,7 @@ where
                     budgets: ends.budgets,
                     started,
                     spans,
+                    redis_ready_required: cfg.ready_requires_redis,
                 };
                 let handle = control::spawn(spec, if cfg.pin { control_core } else { None })
                     .map_err(|source| ServerError::Admin { addr: admin_addr, source })?;

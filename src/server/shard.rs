@@ -490,6 +490,7 @@ fn fill_snapshot(
         share: l.share(),
     }));
     (snap.spans_recorded, snap.spans_dropped) = shard.spans.take_into(&mut snap.spans);
+    crate::redis::fill_snapshots(&mut snap.redis, link.redis_ready_required);
     snap.shard = shard.id;
     snap.taken_ms = link.now_ms();
     snap
