@@ -11,7 +11,7 @@
 # NO_INSTALL=1 (don't apt-get).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here"
+cd "$here" || exit 1
 
 RUST_PEERS="actix hyper may-minihttp glommio monoio-bare uring-raw"
 GO_PEERS="gin echo"
@@ -33,6 +33,7 @@ if $needs_go; then
   command -v go >/dev/null 2>&1 || missing+=(golang-go)
   [ -d "$GOPATH_DEBIAN/src/github.com/gin-gonic/gin" ] || missing+=(golang-github-gin-gonic-gin-dev)
   [ -d "$GOPATH_DEBIAN/src/github.com/labstack/echo" ] || missing+=(golang-github-labstack-echo-dev)
+  [ -d "$GOPATH_DEBIAN/src/github.com/gomodule/redigo" ] || missing+=(golang-github-gomodule-redigo-dev)
 fi
 if wanted nginx && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   missing+=(nginx)
@@ -87,7 +88,7 @@ for p in $GO_PEERS; do
     continue
   fi
   say "$p: go build (GOPATH=$GOPATH_DEBIAN)"
-  if (cd "go/$p" && GO111MODULE=off GOPATH="$GOPATH_DEBIAN" GOFLAGS= GOPROXY=off \
+  if (cd "go/$p" && GO111MODULE=off GOPATH="$GOPATH_DEBIAN" GOFLAGS='' GOPROXY=off \
     go build -o "$here/bin/$p" .) >&2; then
     ok "$p"
   else

@@ -5,7 +5,9 @@
 #       gin echo (bin/NAME), nginx (nginx/nginx.conf.template rendered into a fresh
 #       directory, `nginx -g 'daemon off;' -c FILE`); the proxies ringo-proxy (the
 #       repository's examples/proxy) and nginx-proxy (nginx/nginx-proxy.conf.template),
-#       which forward to UPSTREAM=host:port (set by scripts/bench).
+#       which forward to UPSTREAM=host:port; ringo-redis (examples/redis_get) and
+#       gin-redis (bin/gin -redis), one Redis GET per request from REDIS=host:port
+#       (both set by scripts/bench).
 # HOST (default 127.0.0.1) is the address to listen on. Build first with ./build.sh.
 # The process is exec'd, so the caller's pid is the server's pid (kill it to stop it).
 set -euo pipefail
@@ -13,7 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -36,6 +38,19 @@ case $name in
     bin="$here/bin/$name"
     need "$bin"
     exec "$bin" -host "$host" -port "$port" -workers "$workers"
+    ;;
+  ringo-redis)
+    # examples/redis_get.rs: one Redis GET per request through the shard's client.
+    bin="$here/../../target/release/examples/redis_get"
+    need "$bin"
+    : "${REDIS:?ringo-redis needs REDIS=host:port}"
+    exec "$bin" --listen "$host:$port" --redis "$REDIS" --shards "$workers"
+    ;;
+  gin-redis)
+    bin="$here/bin/gin"
+    need "$bin"
+    : "${REDIS:?gin-redis needs REDIS=host:port}"
+    exec "$bin" -host "$host" -port "$port" -workers "$workers" -redis "$REDIS"
     ;;
   ringo-proxy)
     # examples/proxy.rs: ringo::client's proxy_to in front of $UPSTREAM.

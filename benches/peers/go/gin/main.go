@@ -1,7 +1,11 @@
 // Gin peer for ringo's benchmarks: the routes and bodies of ringo's default app.
 // Release mode, gin.New() (no logger, no recovery middleware), GOMAXPROCS = -workers.
+// With -redis host:port, /plaintext and /json answer the values of the keys
+// bench:plaintext and bench:json, one GET per request through a redigo pool (the
+// seed service's stack; compared with ringo's examples/redis_get).
 //
-// Builds offline in GOPATH mode against Debian's golang-github-gin-gonic-gin-dev (1.8.1):
+// Builds offline in GOPATH mode against Debian's golang-github-gin-gonic-gin-dev (1.8.1)
+// and golang-github-gomodule-redigo-dev:
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o ../../bin/gin .
 package main
@@ -16,6 +20,7 @@ import (
 	"runtime"
 
 	"github.com/gin-gonic/gin"
+	"github.com/gomodule/redigo/redis"
 )
 
 type message struct {
@@ -32,6 +37,7 @@ func main() {
 	host := flag.String("host", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 8080, "port to listen on")
 	workers := flag.Int("workers", 1, "GOMAXPROCS")
+	redisAddr := flag.String("redis", "", "answer /plaintext and /json from this Redis (host:port)")
 	flag.Parse()
 	if *workers < 1 {
 		*workers = 1
@@ -40,12 +46,34 @@ func main() {
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.GET("/plaintext", func(c *gin.Context) {
-		c.String(http.StatusOK, "Hello, World!")
-	})
-	r.GET("/json", func(c *gin.Context) {
-		c.JSON(http.StatusOK, message{Message: "Hello, World!"})
-	})
+	if *redisAddr != "" {
+		pool := &redis.Pool{
+			MaxIdle:   256,
+			MaxActive: 0,
+			Dial:      func() (redis.Conn, error) { return redis.Dial("tcp", *redisAddr) },
+		}
+		fromRedis := func(key, contentType string) gin.HandlerFunc {
+			return func(c *gin.Context) {
+				conn := pool.Get()
+				value, err := redis.Bytes(conn.Do("GET", key))
+				conn.Close()
+				if err != nil {
+					c.String(http.StatusServiceUnavailable, err.Error())
+					return
+				}
+				c.Data(http.StatusOK, contentType, value)
+			}
+		}
+		r.GET("/plaintext", fromRedis("bench:plaintext", "text/plain"))
+		r.GET("/json", fromRedis("bench:json", "application/json"))
+	} else {
+		r.GET("/plaintext", func(c *gin.Context) {
+			c.String(http.StatusOK, "Hello, World!")
+		})
+		r.GET("/json", func(c *gin.Context) {
+			c.JSON(http.StatusOK, message{Message: "Hello, World!"})
+		})
+	}
 	r.GET("/users/:id", func(c *gin.Context) {
 		c.JSON(http.StatusOK, user{ID: c.Param("id")})
 	})

@@ -1,0 +1,46 @@
+//! One Redis GET per request: `/plaintext` and `/json` answer the values of the keys
+//! `bench:plaintext` and `bench:json`, read through the shard's `RedisClient` (calls
+//! from all of a shard's connections auto-pipelined). What the benchmarks compare
+//! with the Gin peer reading the same keys through redigo.
+//!
+//! Run: `cargo run --release --example redis_get -- --listen 127.0.0.1:8091 --redis
+//! 127.0.0.1:6379 [--shards N]` (after `redis-cli set bench:json '{"message":"Hello, World!"}'`).
+
+use ringo::redis::{RedisClient, RedisConfig};
+use ringo::{Context, Router, Server, ServerConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter("warn").init();
+    let mut listen = "127.0.0.1:8091".to_owned();
+    let mut redis = "127.0.0.1:6379".to_owned();
+    let mut shards = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--redis" => redis = value,
+            "--shards" => shards = Some(value.parse()?),
+            _ => return Err(format!("unknown flag {flag} (--listen, --redis, --shards)").into()),
+        }
+    }
+    let config = ServerConfig { listen: listen.parse()?, shards, admin: None, ..ServerConfig::default() };
+    Server::new(move || {
+        let client = RedisClient::new(RedisConfig { addr: redis.clone(), ..RedisConfig::default() });
+        let mut r = Router::new();
+        for (path, key, content_type) in
+            [("/plaintext", "bench:plaintext", "text/plain"), ("/json", "bench:json", "application/json")]
+        {
+            let client = client.clone();
+            r.get(path, async move |c: &mut Context| match client.get(key).await {
+                Ok(Some(value)) => c.bytes(200, content_type, &value),
+                Ok(None) => c.string(404, "no such key"),
+                Err(e) => c.string(503, &e.to_string()),
+            })?;
+        }
+        Ok(r)
+    })
+    .config(config)
+    .run()?;
+    Ok(())
+}
