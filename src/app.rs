@@ -7,6 +7,10 @@
 //! | `GET /json`        | `{"message":"Hello, World!"}`, serialized per request |
 //! | `GET /users/:id`   | `{"id":"<decoded id>"}` |
 //! | `POST /echo`       | the posted JSON re-serialized; 400 invalid JSON, 411 no length, 413 too large |
+//!
+//! With `[redis] url` set, `/items/:id` (GET, PUT, DELETE) is the data path through
+//! the shard's local cache to Redis (`crate::items`); without it those routes are
+//! absent and nothing external is needed.
 
 use std::time::Duration;
 
@@ -69,14 +73,18 @@ pub fn default_app_from(
     if config.cors.enabled {
         r.middleware(crate::middleware::cors(config.cors.to_cors_config())?);
     }
+    // One Redis client per shard (this factory runs on each), shared by the data path
+    // and the cluster rate limit. Checked by `Config::server_config` before start.
+    let redis = config.redis.client_config().ok().flatten().map(crate::redis::RedisClient::new);
+    if let Some(redis) = &redis {
+        crate::items::routes(&mut r, redis, crate::cache::CacheConfig::default())?;
+    }
     let limits = &config.rate_limit;
     if limits.global_rate > 0.0 {
         r.middleware(RateLimit::global("default", limits.global_rate, limits.global_burst));
     }
     if limits.cluster_rate > 0.0 {
-        // Checked by `Config::server_config` before any shard starts.
-        if let Ok(Some(redis)) = config.redis.client_config() {
-            let redis = crate::redis::RedisClient::new(redis);
+        if let Some(redis) = &redis {
             let on_down = match limits.cluster_on_redis_down {
                 crate::config::RedisDownPolicy::Open => {
                     crate::middleware::OnRedisDown::FailOpen { local_rate: limits.cluster_rate }
@@ -84,7 +92,7 @@ pub fn default_app_from(
                 crate::config::RedisDownPolicy::Closed => crate::middleware::OnRedisDown::FailClosed,
             };
             r.middleware(
-                RateLimit::cluster("default", limits.cluster_rate, limits.cluster_burst, &redis)
+                RateLimit::cluster("default", limits.cluster_rate, limits.cluster_burst, redis)
                     .on_redis_down(on_down),
             );
         }

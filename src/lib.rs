@@ -29,6 +29,7 @@ mod arena;
 #[doc(hidden)]
 pub mod bench_api;
 pub mod breaker;
+pub mod cache;
 pub mod client;
 mod client_ip;
 pub mod config;
@@ -39,6 +40,7 @@ pub mod doctor;
 pub mod fuzz_api;
 mod handler;
 pub mod http;
+mod items;
 pub mod logging;
 mod metrics;
 pub mod middleware;

@@ -231,6 +231,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
     }
     cluster_rate_limits(&mut out, e.shards);
     redis_clients(&mut out, e.shards);
+    local_caches(&mut out, e.shards);
     header(&mut out, "ringo_shard_heartbeat_age_seconds", "gauge", "Seconds since the shard last reported.");
     for (shard, age) in e.heartbeat_age_s.iter().enumerate() {
         let _ = writeln!(out, "ringo_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age:.3}");
@@ -300,6 +301,53 @@ fn cluster_rate_limits(out: &mut String, shards: &[Snapshot]) {
         header(out, name, "counter", help);
         for s in shards {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
+}
+
+/// Each shard's local caches (`cache` label: the cache's name).
+fn local_caches(out: &mut String, shards: &[Snapshot]) {
+    use crate::cache::CacheStats;
+    if shards.iter().all(|s| s.caches.is_empty()) {
+        return;
+    }
+    type PerCache = (&'static str, &'static str, &'static str, fn(&CacheStats) -> u64);
+    let per_cache: [PerCache; 9] = [
+        ("ringo_cache_hits_total", "counter", "Lookups that found a value.", |c| c.hits),
+        ("ringo_cache_negative_hits_total", "counter", "Lookups that found a cached absence.", |c| {
+            c.negative_hits
+        }),
+        ("ringo_cache_misses_total", "counter", "Lookups that found nothing (or an expired entry).", |c| {
+            c.misses
+        }),
+        (
+            "ringo_cache_loads_total",
+            "counter",
+            "Loads run on a miss (one per key per shard at a time).",
+            |c| c.loads,
+        ),
+        ("ringo_cache_coalesced_total", "counter", "Misses that waited for a load already running.", |c| {
+            c.coalesced
+        }),
+        ("ringo_cache_expired_total", "counter", "Entries dropped at the end of their TTL.", |c| c.expired),
+        ("ringo_cache_invalidated_total", "counter", "Entries dropped by invalidation.", |c| c.invalidated),
+        ("ringo_cache_entries", "gauge", "Entries kept now.", |c| c.entries),
+        ("ringo_cache_bytes", "gauge", "Bytes kept now (keys, weighed values, per-entry overhead).", |c| {
+            c.bytes
+        }),
+    ];
+    for (name, kind, help, get) in per_cache {
+        header(out, name, kind, help);
+        for s in shards {
+            for (cache, stats) in &s.caches {
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\",cache=\"{}\"}} {}",
+                    s.shard,
+                    escape(cache),
+                    get(stats)
+                );
+            }
         }
     }
 }

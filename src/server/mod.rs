@@ -225,6 +225,7 @@ where
             }
         };
         let span_capacity = cfg.trace_export.as_ref().map_or(0, |e| e.spans_per_shard);
+        let (cache_bus, mut invalidations) = crate::cache::bus::Bus::new(cores.len());
         let control = match cfg.admin {
             Some(admin_addr) => {
                 let admin = std::net::TcpListener::bind(admin_addr)
@@ -271,6 +272,8 @@ where
                 backlog: cfg.backlog,
                 restarts: Vec::new(),
                 span_capacity,
+                cache_bus: Arc::clone(&cache_bus),
+                invalidations: invalidations.remove(0),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ringo-shard-{id}"))

@@ -176,6 +176,9 @@ pub(crate) struct ShardSpec<F> {
     pub(crate) restarts: Vec<Instant>,
     /// Sampled spans kept between snapshots; 0 when no span export is configured.
     pub(crate) span_capacity: usize,
+    /// The server's cache invalidation channels, and this shard's receiving end.
+    pub(crate) cache_bus: Arc<crate::cache::bus::Bus>,
+    pub(crate) invalidations: crossbeam_channel::Receiver<crate::cache::bus::Message>,
 }
 
 /// What the server does when a shard thread dies (a panic that escaped every
@@ -323,6 +326,8 @@ where
     F: Fn() -> Result<Router, RouteError> + Send + Sync + 'static,
 {
     let id = spec.id;
+    // Caches the factory builds join this shard's side of the invalidation bus.
+    crate::cache::bus::join(id, Arc::clone(&spec.cache_bus));
     let mut router = match (spec.factory)() {
         Ok(r) => r,
         Err(source) => {
@@ -353,6 +358,7 @@ where
     let stats = Rc::clone(&shard.handle.stats);
     stats.shard_restarts.set(spec.restarts.len() as u64);
     spawn_date_ticker(&shard.handle);
+    crate::cache::bus::spawn_timer(spec.invalidations.clone());
     if let Some(link) = spec.link.clone() {
         let _ = link.reports.send(ShardReport::Routes { shard: id, routes: router.slot_names() });
         if !limiters.is_empty() {
@@ -491,6 +497,7 @@ fn fill_snapshot(
     }));
     (snap.spans_recorded, snap.spans_dropped) = shard.spans.take_into(&mut snap.spans);
     crate::redis::fill_snapshots(&mut snap.redis, link.redis_ready_required);
+    crate::cache::bus::fill_snapshots(&mut snap.caches);
     snap.shard = shard.id;
     snap.taken_ms = link.now_ms();
     snap

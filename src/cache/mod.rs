@@ -1,0 +1,408 @@
+//! `ringo::cache`: one local cache per shard — no lock, no shared atomic on a lookup.
+//!
+//! A [`LocalCache`] is built in the app factory, so every shard has its own (`Rc`,
+//! `!Send`). It is bounded by entries and by bytes (each value weighed by the
+//! function it was built with), keeps a TTL per entry (an expired entry is dropped
+//! when read, and a shard timer sweeps the rest every second), and caches absence
+//! too: a key known not to exist answers [`Lookup::Absent`] for `negative_ttl`
+//! instead of reaching the store again. Eviction is `quick_cache`'s single-owner
+//! (`unsync`) cache: CLOCK-PRO-style admission that keeps frequently used keys over
+//! one-hit wonders, where plain LRU lets a scan flush them.
+//!
+//! [`get_or_load`](LocalCache::get_or_load) is the cache-aside read with dogpile
+//! protection: concurrent misses of one key on a shard run one load; the others wait
+//! for its result.
+//!
+//! Invalidation crosses shards by message only: [`LocalCache::invalidate`] drops the
+//! key here at once and sends it to every other shard of the instance, which applies
+//! it on its next tick (every [`INVALIDATION_TICK`]); see `bus.rs`.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use ringo::cache::{CacheConfig, LocalCache, Lookup};
+//!
+//! let cache: LocalCache<Bytes> = LocalCache::new("items", CacheConfig::default(), |v: &Bytes| v.len());
+//! cache.insert("a", Bytes::from_static(b"1"));
+//! cache.insert_absent("b");
+//! assert!(matches!(cache.get("a"), Lookup::Hit(v) if v == "1"));
+//! assert!(matches!(cache.get("b"), Lookup::Absent));
+//! assert!(matches!(cache.get("c"), Lookup::Miss));
+//! ```
+//!
+//! Owns the shard's entries and in-flight loads; never touches another shard's.
+
+pub(crate) mod bus;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+pub use bus::INVALIDATION_TICK;
+
+/// Sizes and lifetimes of a [`LocalCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most entries kept (values and absences).
+    pub max_entries: usize,
+    /// Most bytes kept: the sum of keys' lengths and values' weights.
+    pub max_bytes: u64,
+    /// How long a value is kept.
+    pub ttl: Duration,
+    /// How long an absence is kept.
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 100_000,
+            max_bytes: 64 << 20,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<V> {
+    /// A live value.
+    Hit(V),
+    /// The key is known not to exist (a negative entry).
+    Absent,
+    /// Nothing cached (or it expired).
+    Miss,
+}
+
+/// Where [`LocalCache::get_or_load`]'s answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A cached value or absence.
+    Cache,
+    /// This call ran the load.
+    Loaded,
+    /// Another call on this shard was loading the key; this one waited for it.
+    Coalesced,
+}
+
+/// A cache's counters on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that found a value.
+    pub hits: u64,
+    /// Lookups that found an absence.
+    pub negative_hits: u64,
+    /// Lookups that found nothing (or an expired entry).
+    pub misses: u64,
+    /// Loads run by `get_or_load`.
+    pub loads: u64,
+    /// `get_or_load` calls that waited for another's load instead of running one.
+    pub coalesced: u64,
+    /// Entries dropped because their TTL passed (read or swept).
+    pub expired: u64,
+    /// Entries dropped by invalidation (local or from other shards).
+    pub invalidated: u64,
+    /// Entries now, and their weight in bytes.
+    pub entries: u64,
+    /// Bytes now (keys and weighed values).
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
+enum Slot<V> {
+    Value(V),
+    Absent,
+}
+
+#[derive(Clone)]
+struct Entry<V> {
+    slot: Slot<V>,
+    expires: Instant,
+    weight: u64,
+}
+
+/// Weighs entries by the weight computed once when they were inserted.
+#[derive(Clone)]
+struct ByStoredWeight;
+
+impl<V> quick_cache::Weighter<Box<str>, Entry<V>> for ByStoredWeight {
+    fn weight(&self, _key: &Box<str>, entry: &Entry<V>) -> u64 {
+        entry.weight
+    }
+}
+
+type Store<V> = quick_cache::unsync::Cache<Box<str>, Entry<V>, ByStoredWeight>;
+
+/// A load in flight: its outcome, once known, and who waits for it.
+struct Flight<V, E> {
+    outcome: RefCell<Option<Result<Option<V>, E>>>,
+    /// The loading call was dropped before it had an outcome.
+    abandoned: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+/// In-flight loads by key; each a `Flight<V, E>` for the loader's error type `E`.
+type Flights = RefCell<HashMap<Box<str>, Rc<dyn std::any::Any>>>;
+
+pub(crate) struct Inner<V> {
+    name: Arc<str>,
+    store: RefCell<Store<V>>,
+    config: CacheConfig,
+    weigh: fn(&V) -> usize,
+    stats: Cell<CacheStats>,
+}
+
+/// One shard's cache of `V` by string key; cheap to clone (an `Rc`). See the module
+/// docs.
+pub struct LocalCache<V> {
+    inner: Rc<Inner<V>>,
+    /// In-flight loads by key (type-erased over the loader's error type).
+    flights: Rc<Flights>,
+}
+
+impl<V> Clone for LocalCache<V> {
+    fn clone(&self) -> Self {
+        LocalCache { inner: Rc::clone(&self.inner), flights: Rc::clone(&self.flights) }
+    }
+}
+
+impl<V> std::fmt::Debug for LocalCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCache")
+            .field("name", &self.inner.name)
+            .field("stats", &self.inner.stats())
+            .finish()
+    }
+}
+
+/// Fixed cost counted per entry besides its key and value (the slot, the expiry).
+const ENTRY_OVERHEAD: u64 = 48;
+
+impl<V: Clone + 'static> LocalCache<V> {
+    /// A cache named `name` (its metrics label, and the name invalidations address),
+    /// weighing each value with `weigh` (bytes). Build it in the app factory: it joins
+    /// this shard's invalidation bus and sweep timer.
+    pub fn new(name: &str, config: CacheConfig, weigh: fn(&V) -> usize) -> LocalCache<V> {
+        let max_entries = config.max_entries.max(1);
+        let store = Store::with(
+            max_entries,
+            config.max_bytes.max(1),
+            ByStoredWeight,
+            Default::default(),
+            Default::default(),
+        );
+        let cache = LocalCache {
+            inner: Rc::new(Inner {
+                name: Arc::from(name),
+                store: RefCell::new(store),
+                config,
+                weigh,
+                stats: Cell::new(CacheStats::default()),
+            }),
+            flights: Rc::default(),
+        };
+        bus::register(&cache.inner);
+        cache
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheStats)) {
+        self.inner.count(f);
+    }
+
+    /// Looks `key` up (an expired entry is dropped and reported as a miss).
+    pub fn get(&self, key: &str) -> Lookup<V> {
+        let now = Instant::now();
+        let found = {
+            let store = self.inner.store.borrow();
+            store.get(key).map(|e| (e.expires > now, e.slot.clone()))
+        };
+        match found {
+            Some((true, Slot::Value(v))) => {
+                self.count(|s| s.hits += 1);
+                Lookup::Hit(v)
+            }
+            Some((true, Slot::Absent)) => {
+                self.count(|s| s.negative_hits += 1);
+                Lookup::Absent
+            }
+            Some((false, _)) => {
+                self.inner.store.borrow_mut().remove(key);
+                self.count(|s| {
+                    s.expired += 1;
+                    s.misses += 1;
+                });
+                Lookup::Miss
+            }
+            None => {
+                self.count(|s| s.misses += 1);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Keeps `value` for the cache's TTL.
+    pub fn insert(&self, key: &str, value: V) {
+        self.insert_with_ttl(key, value, self.inner.config.ttl);
+    }
+
+    /// Keeps `value` for `ttl`.
+    pub fn insert_with_ttl(&self, key: &str, value: V, ttl: Duration) {
+        let weight = key.len() as u64 + (self.inner.weigh)(&value) as u64 + ENTRY_OVERHEAD;
+        self.put(key, Slot::Value(value), ttl, weight);
+    }
+
+    /// Records that `key` does not exist, for the cache's negative TTL.
+    pub fn insert_absent(&self, key: &str) {
+        self.put(key, Slot::Absent, self.inner.config.negative_ttl, key.len() as u64 + ENTRY_OVERHEAD);
+    }
+
+    fn put(&self, key: &str, slot: Slot<V>, ttl: Duration, weight: u64) {
+        let entry = Entry { slot, expires: Instant::now() + ttl, weight };
+        self.inner.store.borrow_mut().insert(key.into(), entry);
+    }
+
+    /// Drops `key` on this shard only.
+    pub fn remove(&self, key: &str) -> bool {
+        self.inner.remove(key)
+    }
+
+    /// Drops `key` on this shard now, and on every other shard of this instance by
+    /// message (applied on their next tick, within [`INVALIDATION_TICK`]). Call it
+    /// after writing the key to the store.
+    pub fn invalidate(&self, key: &str) {
+        self.remove(key);
+        bus::broadcast(&self.inner.name, key);
+    }
+
+    /// Drops every expired entry (a shard timer calls this every second).
+    pub fn sweep(&self) -> usize {
+        self.inner.sweep()
+    }
+
+    /// This shard's counters for the cache.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+
+    /// Cache-aside with dogpile protection: a cached value or absence is answered at
+    /// once; otherwise `load` runs — once per key per shard however many calls miss
+    /// together; the others wait for its outcome. `Ok(Some(v))` is cached for the TTL,
+    /// `Ok(None)` as an absence for the negative TTL; an error is cached nowhere and
+    /// handed to every waiter.
+    pub async fn get_or_load<E, F, Fut>(&self, key: &str, load: F) -> (Result<Option<V>, E>, Source)
+    where
+        E: Clone + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        loop {
+            match self.get(key) {
+                Lookup::Hit(v) => return (Ok(Some(v)), Source::Cache),
+                Lookup::Absent => return (Ok(None), Source::Cache),
+                Lookup::Miss => {}
+            }
+            let existing = self.flights.borrow().get(key).cloned();
+            let Some(flight) = existing.and_then(|f| f.downcast::<Flight<V, E>>().ok()) else { break };
+            self.count(|s| s.coalesced += 1);
+            if let Some(outcome) = wait(&flight).await {
+                return (outcome, Source::Coalesced);
+            }
+            // The loading call was dropped: look again, and load if still missing.
+        }
+        let flight: Rc<Flight<V, E>> = Rc::new(Flight {
+            outcome: RefCell::new(None),
+            abandoned: Cell::new(false),
+            waiters: RefCell::new(Vec::new()),
+        });
+        self.flights.borrow_mut().insert(key.into(), Rc::clone(&flight) as Rc<dyn std::any::Any>);
+        // Ends the flight even if this call is cancelled mid-load: waiters then load
+        // again themselves instead of waiting forever.
+        let landing = Landing { flights: &self.flights, key, flight: &flight };
+        self.count(|s| s.loads += 1);
+        let outcome = load().await;
+        match &outcome {
+            Ok(Some(v)) => self.insert(key, v.clone()),
+            Ok(None) => self.insert_absent(key),
+            Err(_) => {}
+        }
+        *flight.outcome.borrow_mut() = Some(outcome.clone());
+        drop(landing);
+        (outcome, Source::Loaded)
+    }
+}
+
+impl<V> Inner<V> {
+    fn count(&self, f: impl FnOnce(&mut CacheStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn remove(&self, key: &str) -> bool {
+        let removed = self.store.borrow_mut().remove(key).is_some();
+        if removed {
+            self.count(|s| s.invalidated += 1);
+        }
+        removed
+    }
+
+    fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut store = self.store.borrow_mut();
+        let before = store.len();
+        store.retain(|_, e| e.expires > now);
+        let dropped = before - store.len();
+        drop(store);
+        self.count(|s| s.expired += dropped as u64);
+        dropped
+    }
+
+    fn stats(&self) -> CacheStats {
+        let mut s = self.stats.get();
+        let store = self.store.borrow();
+        s.entries = store.len() as u64;
+        s.bytes = store.weight();
+        s
+    }
+}
+
+/// Removes a flight from the in-flight map and wakes its waiters when dropped.
+struct Landing<'a, V, E> {
+    flights: &'a Flights,
+    key: &'a str,
+    flight: &'a Rc<Flight<V, E>>,
+}
+
+impl<V, E> Drop for Landing<'_, V, E> {
+    fn drop(&mut self) {
+        self.flights.borrow_mut().remove(self.key);
+        self.flight.abandoned.set(self.flight.outcome.borrow().is_none());
+        for w in self.flight.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// Waits for `flight` to land: its outcome, or `None` if its loader was dropped.
+async fn wait<V: Clone, E: Clone>(flight: &Rc<Flight<V, E>>) -> Option<Result<Option<V>, E>> {
+    std::future::poll_fn(|cx| {
+        if let Some(outcome) = flight.outcome.borrow().as_ref() {
+            return Poll::Ready(Some(outcome.clone()));
+        }
+        if flight.abandoned.get() {
+            return Poll::Ready(None);
+        }
+        flight.waiters.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,260 @@
+//! `ringo::cache` on a shard runtime (TTLs, absences, the byte bound, dogpile
+//! protection through loads that succeed, fail and are cancelled), and the default
+//! app's `/items/:id` data path over a real redis-server on both io backends: cache-aside
+//! with `X-Cache`, writes that drop the key on every shard, 503s while Redis is down.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::redis_server::RedisServer;
+use common::{BACKENDS, Raw, Resp};
+use ringo::cache::{CacheConfig, LocalCache, Lookup, Source};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut rt =
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+    rt.block_on(f)
+}
+
+fn cache(config: CacheConfig) -> LocalCache<Bytes> {
+    LocalCache::new("test", config, |v: &Bytes| v.len())
+}
+
+#[test]
+fn entries_expire_absences_are_cached_and_bytes_are_bounded() {
+    block_on(async {
+        let c = cache(CacheConfig { negative_ttl: Duration::from_millis(50), ..CacheConfig::default() });
+        c.insert_with_ttl("a", Bytes::from_static(b"1"), Duration::from_millis(50));
+        c.insert_absent("gone");
+        assert_eq!(c.get("a"), Lookup::Hit(Bytes::from_static(b"1")));
+        assert_eq!(c.get("gone"), Lookup::Absent);
+        ringo::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(c.get("a"), Lookup::Miss, "expired on read");
+        assert_eq!(c.get("gone"), Lookup::Miss, "absences expire too");
+        let s = c.stats();
+        assert_eq!((s.hits, s.negative_hits, s.misses, s.expired), (1, 1, 2, 2));
+
+        // The sweep drops what nobody reads again.
+        c.insert_with_ttl("b", Bytes::from_static(b"2"), Duration::from_millis(10));
+        ringo::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.sweep(), 1);
+        assert_eq!(c.stats().entries, 0);
+
+        // 64 KiB of room: 100 values of 4 KiB cannot all stay.
+        let small = cache(CacheConfig { max_bytes: 64 << 10, ..CacheConfig::default() });
+        for i in 0..100 {
+            small.insert(&format!("k{i}"), Bytes::from(vec![0u8; 4096]));
+        }
+        let s = small.stats();
+        assert!(s.bytes <= 64 << 10 && s.entries < 100 && s.entries > 0, "{s:?}");
+    });
+}
+
+#[test]
+fn concurrent_misses_of_one_key_run_one_load() {
+    block_on(async {
+        let c = cache(CacheConfig::default());
+        let loads = Rc::new(Cell::new(0));
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (c, loads) = (c.clone(), Rc::clone(&loads));
+                monoio::spawn(async move {
+                    c.get_or_load("hot", || async {
+                        loads.set(loads.get() + 1);
+                        ringo::time::sleep(Duration::from_millis(30)).await;
+                        Ok::<_, String>(Some(Bytes::from_static(b"v")))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut sources = Vec::new();
+        for t in tasks {
+            let (value, source) = t.await;
+            assert_eq!(value, Ok(Some(Bytes::from_static(b"v"))));
+            sources.push(source);
+        }
+        assert_eq!(loads.get(), 1, "one load for fifty misses");
+        assert_eq!(sources.iter().filter(|s| **s == Source::Loaded).count(), 1);
+        assert_eq!(sources.iter().filter(|s| **s == Source::Coalesced).count(), 49);
+        assert_eq!(
+            c.get_or_load("hot", || async { Err::<Option<Bytes>, String>("unused".into()) }).await.1,
+            Source::Cache
+        );
+        let s = c.stats();
+        assert_eq!((s.loads, s.coalesced), (1, 49));
+    });
+}
+
+#[test]
+fn a_failed_load_reaches_every_waiter_and_caches_nothing() {
+    block_on(async {
+        let c = cache(CacheConfig::default());
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let c = c.clone();
+                monoio::spawn(async move {
+                    c.get_or_load("k", || async {
+                        ringo::time::sleep(Duration::from_millis(20)).await;
+                        Err::<Option<Bytes>, String>("store down".into())
+                    })
+                    .await
+                    .0
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await, Err("store down".to_owned()));
+        }
+        assert_eq!(c.get("k"), Lookup::Miss, "errors are not cached");
+        // Absent is cached (negatively).
+        let (v, _) = c.get_or_load("none", || async { Ok::<Option<Bytes>, String>(None) }).await;
+        assert_eq!(v, Ok(None));
+        assert_eq!(c.get("none"), Lookup::Absent);
+    });
+}
+
+#[test]
+fn a_cancelled_load_lets_a_waiter_load_instead_of_waiting_forever() {
+    block_on(async {
+        let c = cache(CacheConfig::default());
+        let first = {
+            let c = c.clone();
+            monoio::spawn(async move {
+                // Cancelled at 10 ms, long before its load finishes.
+                ringo::time::timeout(Duration::from_millis(10), async {
+                    c.get_or_load("k", || async {
+                        ringo::time::sleep(Duration::from_secs(5)).await;
+                        Ok::<_, String>(Some(Bytes::from_static(b"late")))
+                    })
+                    .await
+                })
+                .await
+                .is_err()
+            })
+        };
+        ringo::time::sleep(Duration::from_millis(2)).await;
+        let waiter = c.get_or_load("k", || async { Ok::<_, String>(Some(Bytes::from_static(b"fresh"))) });
+        let (value, source) = ringo::time::timeout(Duration::from_secs(1), waiter).await.expect("not stuck");
+        assert!(first.await, "the first call was cancelled");
+        assert_eq!((value, source), (Ok(Some(Bytes::from_static(b"fresh"))), Source::Loaded));
+    });
+}
+
+/// The default app with `[redis] url`, two shards, and an admin listener.
+fn data_path(redis: &RedisServer, backend: ringo::IoBackend) -> ringo::RunningServer {
+    let mut config = ringo::config::Config::default();
+    config.redis.url = format!("redis://{}", redis.addr());
+    common::start_with_admin_and(
+        move || ringo::default_app_from(&config, None),
+        backend,
+        |cfg| {
+            cfg.shards = Some(2);
+            cfg.pin = false;
+        },
+    )
+}
+
+fn send(c: &mut Raw, method: &str, path: &str, body: &str) -> Resp {
+    c.send(
+        format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            .as_bytes(),
+    );
+    c.response()
+}
+
+/// A series summed over both shards.
+fn both_shards(server: &ringo::RunningServer, name: &str) -> [u64; 2] {
+    [0, 1].map(|shard| {
+        common::series(server, &format!("{name}{{shard=\"{shard}\",cache=\"items\"}} ")).unwrap_or(0)
+    })
+}
+
+#[test]
+fn items_are_read_through_the_cache_and_writes_drop_them_on_every_shard() {
+    for backend in BACKENDS {
+        let redis = RedisServer::start(&[]);
+        let server = data_path(&redis, backend);
+        let mut c = Raw::connect(server.local_addr());
+        assert_eq!(send(&mut c, "PUT", "/items/1", r#"{"v":1}"#).status, 204);
+        let r = c.get("/items/1");
+        assert_eq!((r.status, r.text().as_str(), r.header("x-cache")), (200, r#"{"v":1}"#, Some("miss")));
+        let r = c.get("/items/1");
+        assert_eq!((r.status, r.header("x-cache")), (200, Some("hit")), "{backend:?}");
+        let r = c.get("/items/404");
+        assert_eq!((r.status, r.header("x-cache")), (404, Some("miss")));
+        assert_eq!(c.get("/items/404").header("x-cache"), Some("negative"));
+
+        // Warm the key on both shards: connections spread over them by SO_REUSEPORT.
+        let mut conns: Vec<Raw> = (0..16).map(|_| Raw::connect(server.local_addr())).collect();
+        assert!(
+            common::eventually(Duration::from_secs(5), || {
+                for conn in conns.iter_mut() {
+                    assert_eq!(conn.get("/items/1").status, 200);
+                }
+                both_shards(&server, "ringo_cache_entries").iter().all(|n| *n >= 1)
+            }),
+            "{backend:?}: both shards cache the item"
+        );
+        let invalidated_before = both_shards(&server, "ringo_cache_invalidated_total");
+        // A write through any shard drops the key on every shard.
+        assert_eq!(send(&mut c, "PUT", "/items/1", r#"{"v":2}"#).status, 204);
+        std::thread::sleep(Duration::from_millis(50));
+        for conn in conns.iter_mut() {
+            assert_eq!(
+                conn.get("/items/1").text(),
+                r#"{"v":2}"#,
+                "{backend:?}: no shard serves the old value"
+            );
+        }
+        // The counters arrive with the next snapshots (every 200 ms).
+        assert!(
+            common::eventually(Duration::from_secs(2), || {
+                let now = both_shards(&server, "ringo_cache_invalidated_total");
+                now[0] > invalidated_before[0] && now[1] > invalidated_before[1]
+            }),
+            "{backend:?}: both shards dropped it ({invalidated_before:?} before)"
+        );
+        assert_eq!(send(&mut c, "DELETE", "/items/1", "").status, 204);
+        std::thread::sleep(Duration::from_millis(50));
+        for conn in conns.iter_mut() {
+            assert_eq!(conn.get("/items/1").status, 404, "{backend:?}: deleted everywhere");
+        }
+        server.shutdown();
+    }
+}
+
+#[test]
+fn with_redis_down_the_data_path_answers_503_at_once() {
+    let mut redis = RedisServer::start(&[]);
+    let server = data_path(&redis, ringo::IoBackend::Auto);
+    let mut c = Raw::connect(server.local_addr());
+    assert_eq!(send(&mut c, "PUT", "/items/7", "seven").status, 204);
+    assert_eq!(c.get("/items/7").status, 200);
+    redis.kill();
+    let begun = std::time::Instant::now();
+    // A cached item is still served; an uncached one is a clear 503.
+    assert_eq!(c.get("/items/7").header("x-cache"), Some("hit"));
+    let r = c.get("/items/8");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().starts_with("redis: "), "{}", r.text());
+    assert_eq!(send(&mut c, "PUT", "/items/7", "new").status, 503);
+    assert!(
+        begun.elapsed() < Duration::from_secs(2),
+        "no call waited past its deadline: {:?}",
+        begun.elapsed()
+    );
+    server.shutdown();
+}
+
+#[test]
+fn without_redis_the_items_routes_are_absent() {
+    let server = common::start_default(1, ringo::IoBackend::Auto);
+    let mut c = Raw::connect(server.local_addr());
+    assert_eq!(c.get("/items/1").status, 404);
+    server.shutdown();
+}
