@@ -264,5 +264,41 @@ fn redis(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, router, parsing, json, arena, middleware, breaker, redis);
+/// The per-shard local cache: a hit, an insert (with eviction once full), a miss.
+fn cache(c: &mut Criterion) {
+    use bytes::Bytes;
+    use ringo::cache::{CacheConfig, LocalCache, Lookup};
+    let mut g = c.benchmark_group("cache");
+    let config = CacheConfig { max_entries: 10_000, ..CacheConfig::default() };
+    let cache: LocalCache<Bytes> = LocalCache::new("bench", config, |v: &Bytes| v.len());
+    let keys: Vec<String> = (0..20_000).map(|i| format!("item:{i}")).collect();
+    let value = Bytes::from_static(b"{\"message\":\"Hello, World!\"}");
+    for k in &keys[..5_000] {
+        cache.insert(k, value.clone());
+    }
+    g.bench_function("get hit", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 5_000;
+            black_box(matches!(cache.get(&keys[i]), Lookup::Hit(_)))
+        })
+    });
+    g.bench_function("get miss", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 5_000;
+            black_box(matches!(cache.get(&keys[15_000 + i]), Lookup::Miss))
+        })
+    });
+    g.bench_function("insert (evicting once full)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            cache.insert(&keys[i], value.clone());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, router, parsing, json, arena, middleware, breaker, redis, cache);
 criterion_main!(benches);

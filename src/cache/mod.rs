@@ -48,7 +48,9 @@ pub use bus::INVALIDATION_TICK;
 pub struct CacheConfig {
     /// Most entries kept (values and absences).
     pub max_entries: usize,
-    /// Most bytes kept: the sum of keys' lengths and values' weights.
+    /// Most bytes kept: the sum of keys' lengths, values' weights and a fixed overhead
+    /// per entry. Each entry is charged at least `max_bytes / max_entries`, which is
+    /// how the entry bound holds too.
     pub max_bytes: u64,
     /// How long a value is kept.
     pub ttl: Duration,
@@ -106,9 +108,9 @@ pub struct CacheStats {
     pub expired: u64,
     /// Entries dropped by invalidation (local or from other shards).
     pub invalidated: u64,
-    /// Entries now, and their weight in bytes.
+    /// Entries now.
     pub entries: u64,
-    /// Bytes now (keys and weighed values).
+    /// Bytes charged now (see [`CacheConfig::max_bytes`]).
     pub bytes: u64,
 }
 
@@ -153,6 +155,8 @@ pub(crate) struct Inner<V> {
     store: RefCell<Store<V>>,
     config: CacheConfig,
     weigh: fn(&V) -> usize,
+    /// The least an entry is charged: `max_bytes / max_entries`.
+    min_weight: u64,
     stats: Cell<CacheStats>,
 }
 
@@ -201,6 +205,7 @@ impl<V: Clone + 'static> LocalCache<V> {
                 store: RefCell::new(store),
                 config,
                 weigh,
+                min_weight: (config.max_bytes.max(1) / max_entries as u64).max(1),
                 stats: Cell::new(CacheStats::default()),
             }),
             flights: Rc::default(),
@@ -266,6 +271,7 @@ impl<V: Clone + 'static> LocalCache<V> {
     }
 
     fn put(&self, key: &str, slot: Slot<V>, ttl: Duration, weight: u64) {
+        let weight = weight.max(self.inner.min_weight);
         let entry = Entry { slot, expires: Instant::now() + ttl, weight };
         self.inner.store.borrow_mut().insert(key.into(), entry);
     }
