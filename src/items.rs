@@ -8,8 +8,14 @@
 //! | `DELETE /items/:id`  | deletes it in Redis, drops the key everywhere; 204 |
 //!
 //! Redis failures are 503 with the reason (`Timeout`, `BreakerOpen`, …), never a wait
-//! past the client's command deadline. Owns the routes only; the cache is
-//! `crate::cache`, the client `crate::redis`.
+//! past the client's command deadline.
+//!
+//! Other instances sharing the Redis hear about writes too: a write publishes
+//! `<instance> <id>` on [`CHANNEL`], and one subscriber per instance (on its first
+//! shard, resubscribing after a lost connection) invalidates the key on all of its
+//! shards — so an instance serves another's write after at most the pub/sub hop plus
+//! one cache tick. Owns the routes and that subscriber; the cache is `crate::cache`,
+//! the client `crate::redis`.
 
 use bytes::Bytes;
 
@@ -17,6 +23,54 @@ use crate::cache::{CacheConfig, LocalCache, Source};
 use crate::context::Context;
 use crate::redis::RedisClient;
 use crate::router::{RouteError, Router};
+
+/// The pub/sub channel item writes are announced on.
+pub(crate) const CHANNEL: &str = "ringo:invalidate:items";
+
+/// This process's id on [`CHANNEL`] (its own announcements are skipped).
+fn instance_id() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+    })
+}
+
+/// Tells the other instances that `id` changed.
+async fn announce(redis: &RedisClient, id: &str) {
+    let message = format!("{} {id}", instance_id());
+    if let Err(e) = redis.publish(CHANNEL, message).await {
+        tracing::warn!(error = %e, id, "could not announce an item write to other instances");
+    }
+}
+
+/// Applies other instances' announcements to this instance's `items` caches.
+async fn listen(redis: RedisClient, cache: LocalCache<Bytes>) {
+    let me = instance_id().to_string();
+    loop {
+        match redis.subscribe(&[CHANNEL]).await {
+            Ok(mut sub) => loop {
+                match sub.next_message().await {
+                    Ok(m) => {
+                        let text = String::from_utf8_lossy(&m.payload);
+                        if let Some((from, id)) = text.split_once(' ') {
+                            if from != me {
+                                cache.invalidate(id);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "item invalidation subscriber lost its connection; resubscribing");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "item invalidation subscriber cannot subscribe yet"),
+        }
+        crate::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
 
 /// The Redis key of item `id`.
 fn redis_key(id: &str) -> String {
@@ -26,6 +80,10 @@ fn redis_key(id: &str) -> String {
 /// Adds the `/items/:id` routes, reading and writing through `redis`.
 pub(crate) fn routes(r: &mut Router, redis: &RedisClient, config: CacheConfig) -> Result<(), RouteError> {
     let cache: LocalCache<Bytes> = LocalCache::new("items", config, |v: &Bytes| v.len());
+    if crate::cache::bus::shard_id() == Some(0) {
+        // One subscriber per instance; it fans out through the shards' bus.
+        monoio::spawn(listen(redis.clone(), cache.clone()));
+    }
     let (read, cached) = (redis.clone(), cache.clone());
     r.get("/items/:id", async move |c: &mut Context| {
         let id = c.param("id").to_owned();
@@ -49,6 +107,7 @@ pub(crate) fn routes(r: &mut Router, redis: &RedisClient, config: CacheConfig) -
         match write.set(redis_key(&id), body).await {
             Ok(()) => {
                 cached.invalidate(&id);
+                announce(&write, &id).await;
                 c.status(204);
             }
             Err(e) => c.string(503, &format!("redis: {e}")),
@@ -60,6 +119,7 @@ pub(crate) fn routes(r: &mut Router, redis: &RedisClient, config: CacheConfig) -
         match delete.del(&[redis_key(&id)]).await {
             Ok(_) => {
                 cached.invalidate(&id);
+                announce(&delete, &id).await;
                 c.status(204);
             }
             Err(e) => c.string(503, &format!("redis: {e}")),

@@ -69,6 +69,10 @@ struct Flags {
     /// The default app's middleware: bare or default (request id + access log).
     #[arg(long, value_enum, value_name = "STACK")]
     stack: Option<Stack>,
+    /// Redis for the data path (/items/:id) and cluster rate limits, e.g.
+    /// redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 impl Flags {
@@ -95,6 +99,9 @@ impl Flags {
         }
         if let Some(v) = self.stack {
             s.stack = v;
+        }
+        if let Some(v) = &self.redis {
+            cfg.redis.url = v.clone();
         }
     }
 }

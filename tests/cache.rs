@@ -258,3 +258,55 @@ fn without_redis_the_items_routes_are_absent() {
     assert_eq!(c.get("/items/1").status, 404);
     server.shutdown();
 }
+
+/// `ringo serve --redis URL`, one shard, on a free port.
+struct Instance {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Instance {
+    fn start(redis: &RedisServer) -> Instance {
+        let port = common::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringo"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin", "", "--shards", "1"])
+            .args(["--redis", &format!("redis://{}", redis.addr()), "--log", "warn"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ringo");
+        let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        common::wait_listening(addr);
+        Instance { child, addr }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_write_on_one_instance_drops_the_key_on_the_other() {
+    let redis = RedisServer::start(&[]);
+    let (a, b) = (Instance::start(&redis), Instance::start(&redis));
+    let (mut ca, mut cb) = (Raw::connect(a.addr), Raw::connect(b.addr));
+    assert_eq!(send(&mut ca, "PUT", "/items/9", "one").status, 204);
+    // B caches the first value.
+    assert_eq!(cb.get("/items/9").text(), "one");
+    assert_eq!(cb.get("/items/9").header("x-cache"), Some("hit"));
+    // A writes: B hears it over Redis pub/sub and drops its copy.
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            // The subscriber may still be connecting: write until B sees the change.
+            assert_eq!(send(&mut ca, "PUT", "/items/9", "two").status, 204);
+            std::thread::sleep(Duration::from_millis(50));
+            cb.get("/items/9").text() == "two"
+        }),
+        "instance B serves A's write"
+    );
+    assert_eq!(send(&mut ca, "DELETE", "/items/9", "").status, 204);
+    assert!(common::eventually(Duration::from_secs(2), || cb.get("/items/9").status == 404));
+}

@@ -98,6 +98,11 @@ pub(crate) fn join(shard: usize, bus: Arc<Bus>) {
     MEMBERSHIP.with_borrow_mut(|m| *m = Some(Membership { shard, bus }));
 }
 
+/// This thread's shard id, when it is a shard of a running server.
+pub(crate) fn shard_id() -> Option<usize> {
+    MEMBERSHIP.with_borrow(|m| m.as_ref().map(|m| m.shard))
+}
+
 /// Sends an invalidation of `key` in caches named `name` to every other shard.
 pub(super) fn broadcast(name: &Arc<str>, key: &str) {
     MEMBERSHIP.with_borrow(|m| {
