@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -101,6 +101,8 @@ pub(crate) struct SpanExport {
     oldest: Option<Instant>,
     batches: Option<Sender<Vec<SpanData>>>,
     worker: Option<JoinHandle<()>>,
+    /// Set at shutdown: after a failed export, the queued batches are dropped.
+    closing: Arc<AtomicBool>,
     scope: InstrumentationScope,
     pub(crate) counters: Arc<ExportCounters>,
 }
@@ -126,15 +128,26 @@ impl SpanExport {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<SpanData>>(QUEUED_BATCHES);
         let worker_counters = Arc::clone(&counters);
         let endpoint = config.endpoint.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let worker_closing = Arc::clone(&closing);
         let worker = std::thread::Builder::new().name("ringo-otlp".into()).spawn(move || {
             let mut last_error_log: Option<Instant> = None;
+            let mut last_failed = false;
             for batch in rx {
                 let n = batch.len() as u64;
+                // Shutting down with a collector that just failed: the rest would each
+                // wait their timeout and fail too; drop them so exit is not held up.
+                if last_failed && worker_closing.load(Ordering::Relaxed) {
+                    worker_counters.dropped.fetch_add(n, Ordering::Relaxed);
+                    continue;
+                }
                 match futures_executor::block_on(exporter.export(batch)) {
                     Ok(()) => {
+                        last_failed = false;
                         worker_counters.exported.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(e) => {
+                        last_failed = true;
                         worker_counters.failed.fetch_add(n, Ordering::Relaxed);
                         worker_counters.failed_requests.fetch_add(1, Ordering::Relaxed);
                         // A dead collector fails every batch: say so at most every 10 s.
@@ -151,6 +164,7 @@ impl SpanExport {
             pending: Vec::with_capacity(BATCH),
             oldest: None,
             batches: Some(tx),
+            closing,
             worker: Some(worker),
             scope: InstrumentationScope::builder("ringo").with_version(env!("CARGO_PKG_VERSION")).build(),
             counters,
@@ -243,9 +257,11 @@ impl SpanExport {
     }
 
     /// Sends what is pending and waits for the exporter thread to post it (each
-    /// request is bounded by the export timeout).
+    /// request is bounded by the export timeout; after a failure the rest is dropped,
+    /// so a dead collector holds shutdown up by one timeout at most).
     pub(crate) fn finish(&mut self) {
         self.send();
+        self.closing.store(true, Ordering::Relaxed);
         self.batches = None;
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
