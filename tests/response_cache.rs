@@ -19,7 +19,9 @@ fn app() -> Result<Router, RouteError> {
     let calls = Rc::new(Cell::new(0u32));
     let mut r = Router::new();
     r.middleware(response_cache(Duration::from_secs(60)));
-    let routes: [(&str, Option<(&str, &str)>, u16); 7] = [
+    // Path, a header the handler sets, its status.
+    type Route = (&'static str, Option<(&'static str, &'static str)>, u16);
+    let routes: [Route; 7] = [
         ("/plain", Some(("X-Custom", "kept")), 200),
         ("/no-store", Some(("Cache-Control", "no-store")), 200),
         ("/private", Some(("Cache-Control", "private, max-age=60")), 200),
