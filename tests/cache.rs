@@ -91,6 +91,33 @@ fn concurrent_misses_of_one_key_run_one_load() {
 }
 
 #[test]
+fn a_hot_key_is_refreshed_before_it_expires() {
+    block_on(async {
+        let c = cache(CacheConfig { ttl: Duration::from_millis(200), ..CacheConfig::default() });
+        let loads = Rc::new(Cell::new(0));
+        let until = std::time::Instant::now() + Duration::from_millis(700);
+        while std::time::Instant::now() < until {
+            let loads = Rc::clone(&loads);
+            let (v, _) = c
+                .get_or_load("hot", || async move {
+                    loads.set(loads.get() + 1);
+                    ringo::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, String>(Some(Bytes::from_static(b"v")))
+                })
+                .await;
+            assert_eq!(v, Ok(Some(Bytes::from_static(b"v"))));
+            ringo::time::sleep(Duration::from_millis(1)).await;
+        }
+        let s = c.stats();
+        // Read every millisecond, the key is reloaded ahead of its expiry each time:
+        // it never expires, so no reader ever finds it gone.
+        assert!(s.early_refreshes >= 2, "{s:?}");
+        assert_eq!(s.expired, 0, "{s:?}");
+        assert_eq!(s.loads, 1 + s.early_refreshes);
+    });
+}
+
+#[test]
 fn a_failed_load_reaches_every_waiter_and_caches_nothing() {
     block_on(async {
         let c = cache(CacheConfig::default());

@@ -56,6 +56,12 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How long an absence is kept.
     pub negative_ttl: Duration,
+    /// Probabilistic early refresh (XFetch, β = 1) in `get_or_load`: a hit close to its
+    /// expiry is, with a probability that grows as expiry nears and with how long the
+    /// value took to load, treated as a miss by that one caller, which reloads it while
+    /// every other caller keeps getting the cached value — so a hot key is refreshed
+    /// before it expires instead of stampeding when it does.
+    pub early_refresh: bool,
 }
 
 impl Default for CacheConfig {
@@ -65,6 +71,7 @@ impl Default for CacheConfig {
             max_bytes: 64 << 20,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
+            early_refresh: true,
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct CacheStats {
     pub expired: u64,
     /// Entries dropped by invalidation (local or from other shards).
     pub invalidated: u64,
+    /// Hits that `get_or_load` turned into a reload ahead of expiry (XFetch).
+    pub early_refreshes: u64,
     /// Entries now.
     pub entries: u64,
     /// Bytes charged now (see [`CacheConfig::max_bytes`]).
@@ -125,6 +134,8 @@ struct Entry<V> {
     slot: Slot<V>,
     expires: Instant,
     weight: u64,
+    /// How long the value took to load (zero when inserted directly).
+    delta: Duration,
 }
 
 /// Weighs entries by the weight computed once when they were inserted.
@@ -157,6 +168,8 @@ pub(crate) struct Inner<V> {
     weigh: fn(&V) -> usize,
     /// The least an entry is charged: `max_bytes / max_entries`.
     min_weight: u64,
+    /// xorshift64 state for early refresh draws.
+    rng: Cell<u64>,
     stats: Cell<CacheStats>,
 }
 
@@ -206,6 +219,7 @@ impl<V: Clone + 'static> LocalCache<V> {
                 config,
                 weigh,
                 min_weight: (config.max_bytes.max(1) / max_entries as u64).max(1),
+                rng: Cell::new(seed()),
                 stats: Cell::new(CacheStats::default()),
             }),
             flights: Rc::default(),
@@ -261,18 +275,28 @@ impl<V: Clone + 'static> LocalCache<V> {
 
     /// Keeps `value` for `ttl`.
     pub fn insert_with_ttl(&self, key: &str, value: V, ttl: Duration) {
+        self.put_value(key, value, ttl, Duration::ZERO);
+    }
+
+    fn put_value(&self, key: &str, value: V, ttl: Duration, delta: Duration) {
         let weight = key.len() as u64 + (self.inner.weigh)(&value) as u64 + ENTRY_OVERHEAD;
-        self.put(key, Slot::Value(value), ttl, weight);
+        self.put(key, Slot::Value(value), ttl, weight, delta);
     }
 
     /// Records that `key` does not exist, for the cache's negative TTL.
     pub fn insert_absent(&self, key: &str) {
-        self.put(key, Slot::Absent, self.inner.config.negative_ttl, key.len() as u64 + ENTRY_OVERHEAD);
+        self.put(
+            key,
+            Slot::Absent,
+            self.inner.config.negative_ttl,
+            key.len() as u64 + ENTRY_OVERHEAD,
+            Duration::ZERO,
+        );
     }
 
-    fn put(&self, key: &str, slot: Slot<V>, ttl: Duration, weight: u64) {
+    fn put(&self, key: &str, slot: Slot<V>, ttl: Duration, weight: u64, delta: Duration) {
         let weight = weight.max(self.inner.min_weight);
-        let entry = Entry { slot, expires: Instant::now() + ttl, weight };
+        let entry = Entry { slot, expires: Instant::now() + ttl, weight, delta };
         self.inner.store.borrow_mut().insert(key.into(), entry);
     }
 
@@ -310,13 +334,21 @@ impl<V: Clone + 'static> LocalCache<V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
     {
+        let mut stale = None;
         loop {
             match self.get(key) {
+                Lookup::Hit(v) if self.refresh_early(key) => stale = Some(v),
                 Lookup::Hit(v) => return (Ok(Some(v)), Source::Cache),
                 Lookup::Absent => return (Ok(None), Source::Cache),
                 Lookup::Miss => {}
             }
             let existing = self.flights.borrow().get(key).cloned();
+            if existing.is_some() {
+                // Someone is loading it already: an early refresher keeps the value it has.
+                if let Some(v) = stale.take() {
+                    return (Ok(Some(v)), Source::Cache);
+                }
+            }
             let Some(flight) = existing.and_then(|f| f.downcast::<Flight<V, E>>().ok()) else { break };
             self.count(|s| s.coalesced += 1);
             if let Some(outcome) = wait(&flight).await {
@@ -334,14 +366,23 @@ impl<V: Clone + 'static> LocalCache<V> {
         // again themselves instead of waiting forever.
         let landing = Landing { flights: &self.flights, key, flight: &flight };
         self.count(|s| s.loads += 1);
-        let outcome = load().await;
+        if stale.is_some() {
+            self.count(|s| s.early_refreshes += 1);
+        }
+        let began = Instant::now();
+        let mut outcome = load().await;
         match &outcome {
-            Ok(Some(v)) => self.insert(key, v.clone()),
+            Ok(Some(v)) => self.put_value(key, v.clone(), self.inner.config.ttl, began.elapsed()),
             Ok(None) => self.insert_absent(key),
             Err(_) => {}
         }
         *flight.outcome.borrow_mut() = Some(outcome.clone());
         drop(landing);
+        if let (Err(_), Some(v)) = (&outcome, stale) {
+            // An early refresh failed: the value it had is still good until its expiry.
+            outcome = Ok(Some(v));
+            return (outcome, Source::Cache);
+        }
         (outcome, Source::Loaded)
     }
 }
@@ -379,6 +420,36 @@ impl<V> Inner<V> {
         s.bytes = store.weight();
         s
     }
+}
+
+impl<V: Clone + 'static> LocalCache<V> {
+    /// XFetch: whether this hit should reload now, `now + delta · (−ln u) ≥ expiry`
+    /// for a uniform draw `u`.
+    fn refresh_early(&self, key: &str) -> bool {
+        if !self.inner.config.early_refresh {
+            return false;
+        }
+        let (delta, expires) = match self.inner.store.borrow().peek(key) {
+            Some(e) if !e.delta.is_zero() => (e.delta, e.expires),
+            _ => return false,
+        };
+        let mut x = self.inner.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.inner.rng.set(x);
+        // A uniform draw in (0, 1].
+        let u = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let ahead = delta.mul_f64(-u.ln());
+        Instant::now() + ahead >= expires
+    }
+}
+
+/// A per-cache seed for the early-refresh draws.
+fn seed() -> u64 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos | 1
 }
 
 /// Removes a flight from the in-flight map and wakes its waiters when dropped.

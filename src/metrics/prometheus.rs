@@ -312,7 +312,7 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
         return;
     }
     type PerCache = (&'static str, &'static str, &'static str, fn(&CacheStats) -> u64);
-    let per_cache: [PerCache; 9] = [
+    let per_cache: [PerCache; 10] = [
         ("ringo_cache_hits_total", "counter", "Lookups that found a value.", |c| c.hits),
         ("ringo_cache_negative_hits_total", "counter", "Lookups that found a cached absence.", |c| {
             c.negative_hits
@@ -331,6 +331,12 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
         }),
         ("ringo_cache_expired_total", "counter", "Entries dropped at the end of their TTL.", |c| c.expired),
         ("ringo_cache_invalidated_total", "counter", "Entries dropped by invalidation.", |c| c.invalidated),
+        (
+            "ringo_cache_early_refreshes_total",
+            "counter",
+            "Hits reloaded ahead of their expiry (XFetch).",
+            |c| c.early_refreshes,
+        ),
         ("ringo_cache_entries", "gauge", "Entries kept now.", |c| c.entries),
         ("ringo_cache_bytes", "gauge", "Bytes kept now (keys, weighed values, per-entry overhead).", |c| {
             c.bytes
