@@ -151,6 +151,55 @@ pub enum RedisDownPolicy {
     Closed,
 }
 
+/// The `[cache]` table: the default app's `items` cache (with `[redis] url`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSection {
+    /// Most entries per shard.
+    pub max_entries: usize,
+    /// Most bytes per shard.
+    pub max_bytes: u64,
+    /// How long a value is kept, in milliseconds.
+    pub ttl_ms: u64,
+    /// How long an absence is kept, in milliseconds.
+    pub negative_ttl_ms: u64,
+    /// Preheat: a file of item ids (one per line) every shard loads before it is ready.
+    pub preheat_file: String,
+    /// Preheat: a Redis `SCAN` pattern (e.g. `item:*`) every shard loads before ready.
+    pub preheat_pattern: String,
+    /// When the preheat fails: `fail` (the server does not start) or `cold` (it starts
+    /// with what it has).
+    pub preheat_on_failure: crate::startup::OnFailure,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        let d = crate::cache::CacheConfig::default();
+        CacheSection {
+            max_entries: d.max_entries,
+            max_bytes: d.max_bytes,
+            ttl_ms: d.ttl.as_millis() as u64,
+            negative_ttl_ms: d.negative_ttl.as_millis() as u64,
+            preheat_file: String::new(),
+            preheat_pattern: String::new(),
+            preheat_on_failure: crate::startup::OnFailure::FailStart,
+        }
+    }
+}
+
+impl CacheSection {
+    /// The cache's sizes and lifetimes.
+    pub fn cache_config(&self) -> crate::cache::CacheConfig {
+        crate::cache::CacheConfig {
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            ttl: Duration::from_millis(self.ttl_ms),
+            negative_ttl: Duration::from_millis(self.negative_ttl_ms),
+            ..crate::cache::CacheConfig::default()
+        }
+    }
+}
+
 /// The `[redis]` table: the Redis the default app's cluster features use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -326,6 +375,8 @@ pub struct Config {
     pub trace: TraceSection,
     /// The Redis the cluster-wide features use.
     pub redis: RedisSection,
+    /// The default app's `items` cache.
+    pub cache: CacheSection,
 }
 
 /// Why the configuration could not be loaded.
@@ -497,10 +548,10 @@ impl Config {
 }
 
 /// The `(table, key)` a lower-cased `RINGO_` variable name (without the prefix) sets:
-/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*`, `cors_*`, `trace_*` and
-/// `redis_*` name their tables, anything else `[server]`.
+/// `limits_*`, `access_log_*`, `rate_limit_*`, `proxy_*`, `cors_*`, `trace_*`,
+/// `redis_*` and `cache_*` name their tables, anything else `[server]`.
 fn env_key(key: &str) -> (&'static str, String) {
-    for table in ["limits", "access_log", "rate_limit", "proxy", "cors", "trace", "redis"] {
+    for table in ["limits", "access_log", "rate_limit", "proxy", "cors", "trace", "redis", "cache"] {
         if let Some(field) = key.strip_prefix(table).and_then(|k| k.strip_prefix('_')) {
             return (table, field.to_owned());
         }

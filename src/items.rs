@@ -19,8 +19,10 @@
 
 use bytes::Bytes;
 
-use crate::cache::{CacheConfig, LocalCache, Source};
+use crate::cache::{LocalCache, Source};
+use crate::config::CacheSection;
 use crate::context::Context;
+use crate::redis::Cmd;
 use crate::redis::RedisClient;
 use crate::router::{RouteError, Router};
 
@@ -72,14 +74,99 @@ async fn listen(redis: RedisClient, cache: LocalCache<Bytes>) {
     }
 }
 
+/// Where the preheat finds its keys.
+enum KeySource {
+    /// Item ids, one per line.
+    File(std::path::PathBuf),
+    /// A Redis `SCAN` pattern over the Redis keys (`item:*`).
+    Scan(String),
+}
+
+/// Keys read per `MGET` while preheating.
+const PREHEAT_BATCH: usize = 200;
+
+/// Loads the items `source` names into `cache` (values only: absent keys stay out).
+async fn preheat(
+    redis: &RedisClient,
+    cache: &LocalCache<Bytes>,
+    source: KeySource,
+) -> Result<String, String> {
+    let ids: Vec<String> = match source {
+        KeySource::File(path) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect(),
+        KeySource::Scan(pattern) => scan(redis, &pattern).await?,
+    };
+    let mut loaded = 0;
+    let mut last_log = std::time::Instant::now();
+    for (n, batch) in ids.chunks(PREHEAT_BATCH).enumerate() {
+        let keys: Vec<String> = batch.iter().map(|id| redis_key(id)).collect();
+        let values = redis.mget(&keys).await.map_err(|e| format!("MGET: {e}"))?;
+        for (id, value) in batch.iter().zip(values) {
+            if let Some(value) = value {
+                cache.insert(id, value);
+                loaded += 1;
+            }
+        }
+        if last_log.elapsed() >= std::time::Duration::from_secs(1) {
+            last_log = std::time::Instant::now();
+            let done = ((n + 1) * PREHEAT_BATCH).min(ids.len());
+            tracing::info!(done, total = ids.len(), "preheating items");
+        }
+    }
+    Ok(format!("{loaded} of {} items loaded", ids.len()))
+}
+
+/// The ids of every Redis key matching `pattern` (`item:*` gives ids after `item:`).
+async fn scan(redis: &RedisClient, pattern: &str) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let cmd = Cmd::new("SCAN").arg(&cursor).arg("MATCH").arg(pattern).arg("COUNT").arg("1000");
+        let reply: crate::redis::Value = redis.query(&cmd).await.map_err(|e| format!("SCAN: {e}"))?;
+        let crate::redis::Value::Array(parts) = reply else { return Err("SCAN: unexpected reply".into()) };
+        let [next, keys] = parts.as_slice() else { return Err("SCAN: unexpected reply".into()) };
+        let (Some(next), crate::redis::Value::Array(keys)) = (next.as_bytes(), keys) else {
+            return Err("SCAN: unexpected reply".into());
+        };
+        for key in keys {
+            if let Some(id) = key.as_bytes().and_then(|k| k.strip_prefix(b"item:")) {
+                ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            return Ok(ids);
+        }
+    }
+}
+
 /// The Redis key of item `id`.
 fn redis_key(id: &str) -> String {
     format!("item:{id}")
 }
 
-/// Adds the `/items/:id` routes, reading and writing through `redis`.
-pub(crate) fn routes(r: &mut Router, redis: &RedisClient, config: CacheConfig) -> Result<(), RouteError> {
-    let cache: LocalCache<Bytes> = LocalCache::new("items", config, |v: &Bytes| v.len());
+/// Adds the `/items/:id` routes, reading and writing through `redis`, and registers
+/// the `[cache]` preheat, if any, to run before the shard reports ready.
+pub(crate) fn routes(r: &mut Router, redis: &RedisClient, section: &CacheSection) -> Result<(), RouteError> {
+    let cache: LocalCache<Bytes> = LocalCache::new("items", section.cache_config(), |v: &Bytes| v.len());
+    let source = if !section.preheat_file.trim().is_empty() {
+        Some(KeySource::File(section.preheat_file.trim().into()))
+    } else if !section.preheat_pattern.trim().is_empty() {
+        Some(KeySource::Scan(section.preheat_pattern.trim().to_owned()))
+    } else {
+        None
+    };
+    if let Some(source) = source {
+        let (redis, cache) = (redis.clone(), cache.clone());
+        crate::startup::before_ready("preheat items", section.preheat_on_failure, async move {
+            preheat(&redis, &cache, source).await
+        });
+    }
     if crate::cache::bus::shard_id() == Some(0) {
         // One subscriber per instance; it fans out through the shards' bus.
         monoio::spawn(listen(redis.clone(), cache.clone()));

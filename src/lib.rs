@@ -50,6 +50,7 @@ mod router;
 mod server;
 mod shard_handle;
 mod span_ring;
+pub mod startup;
 mod sys;
 pub mod time;
 mod transport;

@@ -337,3 +337,79 @@ fn a_write_on_one_instance_drops_the_key_on_the_other() {
     assert_eq!(send(&mut ca, "DELETE", "/items/9", "").status, 204);
     assert!(common::eventually(Duration::from_secs(2), || cb.get("/items/9").status == 404));
 }
+
+/// The default app with `[redis] url` and a `[cache]` tweak, two shards.
+fn data_path_with(
+    redis_addr: String,
+    tweak: impl FnOnce(&mut ringo::config::CacheSection),
+) -> Result<ringo::RunningServer, ringo::ServerError> {
+    let mut config = ringo::config::Config::default();
+    config.redis.url = format!("redis://{redis_addr}");
+    config.redis.command_timeout_ms = 200;
+    tweak(&mut config.cache);
+    let cfg = ringo::ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin: Some("127.0.0.1:0".parse().expect("addr")),
+        shards: Some(2),
+        pin: false,
+        ..ringo::ServerConfig::default()
+    };
+    ringo::Server::new(move || ringo::default_app_from(&config, None)).config(cfg).start()
+}
+
+fn seed_items(redis: &RedisServer, n: usize) {
+    block_on(async {
+        let client = ringo::redis::RedisClient::connect(redis.config()).await.expect("connect");
+        let pairs: Vec<(String, String)> =
+            (0..n).map(|i| (format!("item:{i}"), format!("value {i}"))).collect();
+        client.mset(&pairs).await.expect("MSET");
+    });
+}
+
+#[test]
+fn a_preheated_cache_answers_its_first_requests_from_memory() {
+    let redis = RedisServer::start(&[]);
+    seed_items(&redis, 300);
+    let server = data_path_with(redis.addr(), |c| c.preheat_pattern = "item:*".into()).expect("starts");
+    // Every shard loaded the 300 items before it reported ready: no first request misses.
+    for i in [0, 150, 299] {
+        let mut c = Raw::connect(server.local_addr());
+        let r = c.get(&format!("/items/{i}"));
+        assert_eq!((r.text(), r.header("x-cache")), (format!("value {i}"), Some("hit")));
+    }
+    assert!(common::eventually(Duration::from_secs(2), || {
+        both_shards(&server, "ringo_cache_entries").iter().all(|n| *n == 300)
+    }));
+    server.shutdown();
+
+    // From a file of ids: those and only those.
+    let file = std::env::temp_dir().join(format!("ringo-preheat-{}.txt", std::process::id()));
+    std::fs::write(&file, "# hot items\n1\n2\n\n3\n").expect("write");
+    let server =
+        data_path_with(redis.addr(), |c| c.preheat_file = file.display().to_string()).expect("starts");
+    let mut c = Raw::connect(server.local_addr());
+    assert_eq!(c.get("/items/2").header("x-cache"), Some("hit"));
+    assert_eq!(c.get("/items/4").header("x-cache"), Some("miss"));
+    server.shutdown();
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_failed_preheat_stops_the_start_or_starts_cold_by_policy() {
+    let mut redis = RedisServer::start(&[]);
+    let addr = redis.addr();
+    redis.kill();
+    let err = match data_path_with(addr.clone(), |c| c.preheat_pattern = "item:*".into()) {
+        Ok(_) => panic!("started although the preheat failed"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("preheat items"), "{err}");
+    let server = data_path_with(addr, |c| {
+        c.preheat_pattern = "item:*".into();
+        c.preheat_on_failure = ringo::startup::OnFailure::StartCold;
+    })
+    .expect("starts cold");
+    let mut c = Raw::connect(server.local_addr());
+    assert_eq!(c.get("/items/1").status, 503, "cold, and Redis is down");
+    server.shutdown();
+}

@@ -219,6 +219,17 @@ pub enum ShardStartError {
         /// The system error.
         source: std::io::Error,
     },
+    /// A start-up task the factory registered (`ringo::startup::before_ready`) failed
+    /// and its policy is to stop the start.
+    #[error("shard {shard}: start-up task {task} failed: {reason}")]
+    Startup {
+        /// The shard.
+        shard: usize,
+        /// The task's name.
+        task: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// How a shard's drain ended.
@@ -367,6 +378,10 @@ where
             let _ = link.reports.send(ShardReport::Limiters { limiters: specs });
         }
         spawn_snapshot_ticker(&shard.handle, link, limiters.clone());
+    }
+    if let Err((task, reason)) = crate::startup::run_registered(id).await {
+        let _ = spec.ready.send(Err(ShardStartError::Startup { shard: id, task, reason }));
+        return DrainReport::default();
     }
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
