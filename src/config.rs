@@ -170,6 +170,9 @@ pub struct CacheSection {
     /// When the preheat fails: `fail` (the server does not start) or `cold` (it starts
     /// with what it has).
     pub preheat_on_failure: crate::startup::OnFailure,
+    /// Rebuild the key filter (the penetration guard: ids that cannot exist never
+    /// reach Redis) from a `SCAN` of `item:*` this often, in seconds; 0: no filter.
+    pub filter_rebuild_s: u64,
 }
 
 impl Default for CacheSection {
@@ -183,6 +186,7 @@ impl Default for CacheSection {
             preheat_file: String::new(),
             preheat_pattern: String::new(),
             preheat_on_failure: crate::startup::OnFailure::FailStart,
+            filter_rebuild_s: 0,
         }
     }
 }

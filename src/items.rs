@@ -19,7 +19,11 @@
 
 use bytes::Bytes;
 
-use crate::cache::{LocalCache, Source};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::bus::{Bus, publish_filter};
+use crate::cache::{KeyFilter, LocalCache, Source};
 use crate::config::CacheSection;
 use crate::context::Context;
 use crate::redis::Cmd;
@@ -145,6 +149,50 @@ async fn scan(redis: &RedisClient, pattern: &str) -> Result<Vec<String>, String>
     }
 }
 
+/// Builds the key filter over the item ids in Redis on a thread of its own (its own
+/// runtime and client: a large `SCAN` and build never run on a shard), then every
+/// `every`, and sends each to every shard; ends once the server's shards are gone.
+fn spawn_filter_builder(config: crate::redis::RedisConfig, bus: Arc<Bus>, every: Duration) {
+    let spawned = std::thread::Builder::new().name("ringo-filter".into()).spawn(move || {
+        let mut rt = match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "key filter builder cannot start its runtime; no penetration guard");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let redis = RedisClient::new(config);
+            let name: Arc<str> = Arc::from("items");
+            loop {
+                let started = std::time::Instant::now();
+                match scan(&redis, "item:*").await {
+                    Ok(ids) => match KeyFilter::build(ids.iter().map(String::as_str)) {
+                        Ok(filter) => {
+                            tracing::info!(
+                                keys = filter.keys(),
+                                bits_per_key = format!("{:.2}", filter.bits_per_key()),
+                                false_positive_rate = format!("{:.4}", filter.false_positive_rate()),
+                                ms = started.elapsed().as_millis() as u64,
+                                "items key filter built"
+                            );
+                            if !publish_filter(&bus, &name, &Arc::new(filter), started) {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "items key filter not rebuilt"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "items key filter not rebuilt: cannot scan Redis"),
+                }
+                crate::time::sleep(every).await;
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the key filter builder; no penetration guard");
+    }
+}
+
 /// The Redis key of item `id`.
 fn redis_key(id: &str) -> String {
     format!("item:{id}")
@@ -170,12 +218,25 @@ pub(crate) fn routes(r: &mut Router, redis: &RedisClient, section: &CacheSection
     if crate::cache::bus::shard_id() == Some(0) {
         // One subscriber per instance; it fans out through the shards' bus.
         monoio::spawn(listen(redis.clone(), cache.clone()));
+        if section.filter_rebuild_s > 0 {
+            if let Some(bus) = crate::cache::bus::current() {
+                spawn_filter_builder(
+                    redis.config().clone(),
+                    bus,
+                    Duration::from_secs(section.filter_rebuild_s),
+                );
+            }
+        }
     }
     let (read, cached) = (redis.clone(), cache.clone());
     r.get("/items/:id", async move |c: &mut Context| {
         let id = c.param("id").to_owned();
         let (outcome, source) = cached.get_or_load(&id, || read.get(redis_key(&id))).await;
         match (outcome, source) {
+            (_, Source::Filtered) => {
+                c.header("X-Cache", "filtered");
+                c.string(404, "no such item");
+            }
             (Ok(Some(value)), source) => {
                 c.header("X-Cache", if source == Source::Cache { "hit" } else { "miss" });
                 c.bytes(200, "application/json", &value);

@@ -413,3 +413,72 @@ fn a_failed_preheat_stops_the_start_or_starts_cold_by_policy() {
     assert_eq!(c.get("/items/1").status, 503, "cold, and Redis is down");
     server.shutdown();
 }
+
+#[test]
+fn ids_that_cannot_exist_never_reach_redis_once_the_filter_is_in() {
+    for backend in BACKENDS {
+        let redis = RedisServer::start(&[]);
+        seed_items(&redis, 1000);
+        let mut config = ringo::config::Config::default();
+        config.redis.url = format!("redis://{}", redis.addr());
+        config.cache.filter_rebuild_s = 1;
+        let server = common::start_with_admin_and(
+            move || ringo::default_app_from(&config, None),
+            backend,
+            |cfg| {
+                cfg.shards = Some(2);
+                cfg.pin = false;
+            },
+        );
+        assert!(
+            common::eventually(Duration::from_secs(5), || {
+                both_shards(&server, "ringo_cache_filter_keys").iter().all(|n| *n == 1000)
+            }),
+            "{backend:?}: every shard installed the filter over the 1000 items"
+        );
+        let fpr = common::admin_get(&server, "/metrics")
+            .text()
+            .lines()
+            .find(|l| l.starts_with("ringo_cache_filter_false_positive_ratio{shard=\"0\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .expect("the measured false-positive rate is exported");
+        assert!(fpr < 0.01, "{fpr}");
+        let commands = |s: &ringo::RunningServer| {
+            [0, 1]
+                .map(|shard| {
+                    common::series(
+                        s,
+                        &format!("ringo_redis_commands_total{{shard=\"{shard}\",client=\"redis\"}} "),
+                    )
+                    .unwrap_or(0)
+                })
+                .iter()
+                .sum::<u64>()
+        };
+        let mut c = Raw::connect(server.local_addr());
+        assert_eq!(c.get("/items/500").header("x-cache"), Some("miss"), "an item that exists is loaded");
+        std::thread::sleep(Duration::from_millis(300));
+        let before = commands(&server);
+        let mut filtered = 0;
+        for id in 5000..5200 {
+            let r = c.get(&format!("/items/{id}"));
+            assert_eq!(r.status, 404);
+            filtered += usize::from(r.header("x-cache") == Some("filtered"));
+        }
+        assert!(
+            filtered >= 195,
+            "{backend:?}: {filtered} of 200 impossible ids filtered (the rest are false positives)"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let asked = commands(&server) - before;
+        assert!(asked <= 5, "{backend:?}: Redis saw {asked} commands for 200 impossible ids");
+        // A key written after the build is known at once, on every shard.
+        assert_eq!(send(&mut c, "PUT", "/items/7777", "new").status, 204);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut conns: Vec<Raw> = (0..8).map(|_| Raw::connect(server.local_addr())).collect();
+        for conn in conns.iter_mut() {
+            assert_eq!(conn.get("/items/7777").text(), "new", "{backend:?}");
+        }
+        server.shutdown();
+    }
+}

@@ -17,11 +17,11 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::{CacheStats, Inner};
+use super::{CacheStats, Inner, KeyFilter};
 
 /// How often a shard applies the invalidations sent to it.
 pub const INVALIDATION_TICK: Duration = Duration::from_millis(10);
@@ -30,8 +30,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Invalidations waiting per shard before new ones are dropped.
 const QUEUED: usize = 65_536;
 
-/// One invalidation: the cache's name and the key.
-pub(crate) type Message = (Arc<str>, Box<str>);
+/// What the shards' caches are told.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// Drop this key from caches of this name.
+    Invalidate(Arc<str>, Box<str>),
+    /// Install this key filter (built from the keys at that instant) in caches of
+    /// this name.
+    Filter(Arc<str>, Arc<KeyFilter>, Instant),
+}
 
 /// The server's invalidation channels: one per shard.
 #[derive(Debug)]
@@ -53,6 +60,7 @@ impl Bus {
 pub(crate) trait Registered {
     fn name(&self) -> &Arc<str>;
     fn remove_key(&self, key: &str);
+    fn install_filter(&self, filter: Arc<KeyFilter>, built_from: Instant);
     fn sweep_expired(&self);
     fn counters(&self) -> CacheStats;
 }
@@ -63,6 +71,10 @@ impl<V: 'static> Registered for Inner<V> {
     }
     fn remove_key(&self, key: &str) {
         self.remove(key);
+        self.note_written(key);
+    }
+    fn install_filter(&self, filter: Arc<KeyFilter>, built_from: Instant) {
+        self.set_filter(filter, built_from);
     }
     fn sweep_expired(&self) {
         self.sweep();
@@ -112,7 +124,7 @@ pub(super) fn broadcast(name: &Arc<str>, key: &str) {
                 continue;
             }
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                tx.try_send((Arc::clone(name), key.into()))
+                tx.try_send(Message::Invalidate(Arc::clone(name), key.into()))
             {
                 let dropped = m.bus.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -127,12 +139,41 @@ pub(super) fn broadcast(name: &Arc<str>, key: &str) {
     });
 }
 
-fn apply(name: &str, key: &str) {
+fn apply(message: Message) {
     let caches: Vec<Rc<dyn Registered>> =
         CACHES.with_borrow(|c| c.iter().filter_map(Weak::upgrade).collect());
-    for cache in caches.iter().filter(|c| &**c.name() == name) {
-        cache.remove_key(key);
+    match message {
+        Message::Invalidate(name, key) => {
+            for cache in caches.iter().filter(|c| **c.name() == *name) {
+                cache.remove_key(&key);
+            }
+        }
+        Message::Filter(name, filter, built_from) => {
+            for cache in caches.iter().filter(|c| **c.name() == *name) {
+                cache.install_filter(Arc::clone(&filter), built_from);
+            }
+        }
     }
+}
+
+/// The bus of the server this thread is a shard of (to hand to a helper thread).
+pub(crate) fn current() -> Option<Arc<Bus>> {
+    MEMBERSHIP.with_borrow(|m| m.as_ref().map(|m| Arc::clone(&m.bus)))
+}
+
+/// Sends `filter` to the caches named `name` on every shard of `bus`'s server (from
+/// any thread); `false` once the server's shards are gone.
+pub(crate) fn publish_filter(
+    bus: &Bus,
+    name: &Arc<str>,
+    filter: &Arc<KeyFilter>,
+    built_from: Instant,
+) -> bool {
+    let mut delivered = false;
+    for tx in &bus.senders {
+        delivered |= tx.try_send(Message::Filter(Arc::clone(name), Arc::clone(filter), built_from)).is_ok();
+    }
+    delivered
 }
 
 /// This shard's caches' counters, by name (for its snapshot).
@@ -151,8 +192,8 @@ pub(crate) fn spawn_timer(receiver: Receiver<Message>) {
         let mut since_sweep = Duration::ZERO;
         loop {
             monoio::time::sleep(INVALIDATION_TICK).await;
-            while let Ok((name, key)) = receiver.try_recv() {
-                apply(&name, &key);
+            while let Ok(message) = receiver.try_recv() {
+                apply(message);
             }
             since_sweep += INVALIDATION_TICK;
             if since_sweep >= SWEEP_EVERY {

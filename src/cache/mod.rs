@@ -32,6 +32,7 @@
 //! Owns the shard's entries and in-flight loads; never touches another shard's.
 
 pub(crate) mod bus;
+mod filter;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub use bus::INVALIDATION_TICK;
+pub use filter::{FilterError, KeyFilter};
+
+/// Keys written since the current filter was built that a shard remembers; past
+/// this the guard stands aside until the next filter.
+const DELTA_MAX: usize = 100_000;
 
 /// Sizes and lifetimes of a [`LocalCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +102,8 @@ pub enum Source {
     Loaded,
     /// Another call on this shard was loading the key; this one waited for it.
     Coalesced,
+    /// The key filter says the key cannot exist: nothing was loaded.
+    Filtered,
 }
 
 /// A cache's counters on one shard.
@@ -117,6 +125,16 @@ pub struct CacheStats {
     pub invalidated: u64,
     /// Hits that `get_or_load` turned into a reload ahead of expiry (XFetch).
     pub early_refreshes: u64,
+    /// Misses the key filter answered (the key cannot exist; the store was not asked).
+    pub filtered: u64,
+    /// Keys in the current filter (0: none installed).
+    pub filter_keys: u64,
+    /// The current filter's size in bytes.
+    pub filter_bytes: u64,
+    /// The current filter's measured false positives per million.
+    pub filter_false_positive_ppm: u64,
+    /// Keys written since the current filter was built, remembered by this shard.
+    pub filter_delta_keys: u64,
     /// Entries now.
     pub entries: u64,
     /// Bytes charged now (see [`CacheConfig::max_bytes`]).
@@ -170,6 +188,11 @@ pub(crate) struct Inner<V> {
     min_weight: u64,
     /// xorshift64 state for early refresh draws.
     rng: Cell<u64>,
+    /// The key filter, once one is installed, and the keys written since it was built.
+    filter: RefCell<Option<Arc<KeyFilter>>>,
+    written: RefCell<HashMap<Box<str>, Instant>>,
+    /// More keys were written than `DELTA_MAX`: the guard stands aside.
+    written_overflow: Cell<bool>,
     stats: Cell<CacheStats>,
 }
 
@@ -220,6 +243,9 @@ impl<V: Clone + 'static> LocalCache<V> {
                 weigh,
                 min_weight: (config.max_bytes.max(1) / max_entries as u64).max(1),
                 rng: Cell::new(seed()),
+                filter: RefCell::new(None),
+                written: RefCell::new(HashMap::new()),
+                written_overflow: Cell::new(false),
                 stats: Cell::new(CacheStats::default()),
             }),
             flights: Rc::default(),
@@ -310,7 +336,21 @@ impl<V: Clone + 'static> LocalCache<V> {
     /// after writing the key to the store.
     pub fn invalidate(&self, key: &str) {
         self.remove(key);
+        self.inner.note_written(key);
         bus::broadcast(&self.inner.name, key);
+    }
+
+    /// Installs a key filter built from the keys that existed at `built_from`; keys
+    /// written since then stay known through the delta set. The default app's data
+    /// path sends it to every shard by message from its builder thread.
+    pub fn set_filter(&self, filter: Arc<KeyFilter>, built_from: Instant) {
+        self.inner.set_filter(filter, built_from);
+    }
+
+    /// Whether `key` may exist: `true` without a filter; otherwise the filter's answer,
+    /// or `true` for a key written since it was built.
+    pub fn may_exist(&self, key: &str) -> bool {
+        self.inner.may_exist(key)
     }
 
     /// Drops every expired entry (a shard timer calls this every second).
@@ -341,6 +381,10 @@ impl<V: Clone + 'static> LocalCache<V> {
                 Lookup::Hit(v) => return (Ok(Some(v)), Source::Cache),
                 Lookup::Absent => return (Ok(None), Source::Cache),
                 Lookup::Miss => {}
+            }
+            if stale.is_none() && !self.may_exist(key) {
+                self.count(|s| s.filtered += 1);
+                return (Ok(None), Source::Filtered);
             }
             let existing = self.flights.borrow().get(key).cloned();
             if existing.is_some() {
@@ -418,7 +462,42 @@ impl<V> Inner<V> {
         let store = self.store.borrow();
         s.entries = store.len() as u64;
         s.bytes = store.weight();
+        if let Some(f) = self.filter.borrow().as_ref() {
+            s.filter_keys = f.keys() as u64;
+            s.filter_bytes = f.bytes() as u64;
+            s.filter_false_positive_ppm = f.false_positive_ppm();
+        }
+        s.filter_delta_keys = self.written.borrow().len() as u64;
         s
+    }
+
+    fn note_written(&self, key: &str) {
+        if self.filter.borrow().is_none() || self.written_overflow.get() {
+            return;
+        }
+        let mut written = self.written.borrow_mut();
+        if written.len() >= DELTA_MAX {
+            written.clear();
+            self.written_overflow.set(true);
+            return;
+        }
+        written.insert(key.into(), Instant::now());
+    }
+
+    fn set_filter(&self, filter: Arc<KeyFilter>, built_from: Instant) {
+        *self.filter.borrow_mut() = Some(filter);
+        self.written.borrow_mut().retain(|_, at| *at >= built_from);
+        self.written_overflow.set(false);
+    }
+
+    fn may_exist(&self, key: &str) -> bool {
+        if self.written_overflow.get() {
+            return true;
+        }
+        match self.filter.borrow().as_ref() {
+            None => true,
+            Some(f) => f.may_contain(key) || self.written.borrow().contains_key(key),
+        }
     }
 }
 

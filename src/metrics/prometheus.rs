@@ -312,7 +312,7 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
         return;
     }
     type PerCache = (&'static str, &'static str, &'static str, fn(&CacheStats) -> u64);
-    let per_cache: [PerCache; 10] = [
+    let per_cache: [PerCache; 14] = [
         ("ringo_cache_hits_total", "counter", "Lookups that found a value.", |c| c.hits),
         ("ringo_cache_negative_hits_total", "counter", "Lookups that found a cached absence.", |c| {
             c.negative_hits
@@ -337,11 +337,41 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
             "Hits reloaded ahead of their expiry (XFetch).",
             |c| c.early_refreshes,
         ),
+        ("ringo_cache_filtered_total", "counter", "Misses the key filter answered without the store.", |c| {
+            c.filtered
+        }),
+        ("ringo_cache_filter_keys", "gauge", "Keys in the installed key filter (0: none).", |c| {
+            c.filter_keys
+        }),
+        ("ringo_cache_filter_bytes", "gauge", "Size of the installed key filter.", |c| c.filter_bytes),
+        (
+            "ringo_cache_filter_delta_keys",
+            "gauge",
+            "Keys written since the filter was built, kept aside.",
+            |c| c.filter_delta_keys,
+        ),
         ("ringo_cache_entries", "gauge", "Entries kept now.", |c| c.entries),
         ("ringo_cache_bytes", "gauge", "Bytes kept now (keys, weighed values, per-entry overhead).", |c| {
             c.bytes
         }),
     ];
+    header(
+        out,
+        "ringo_cache_filter_false_positive_ratio",
+        "gauge",
+        "False-positive rate of the installed key filter, measured when it was built.",
+    );
+    for s in shards {
+        for (cache, stats) in &s.caches {
+            let _ = writeln!(
+                out,
+                "ringo_cache_filter_false_positive_ratio{{shard=\"{}\",cache=\"{}\"}} {}",
+                s.shard,
+                escape(cache),
+                stats.filter_false_positive_ppm as f64 / 1e6
+            );
+        }
+    }
     for (name, kind, help, get) in per_cache {
         header(out, name, kind, help);
         for s in shards {

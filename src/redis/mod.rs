@@ -198,6 +198,12 @@ impl RedisClient {
         RedisClient { inner: Rc::clone(&self.inner), timeout }
     }
 
+    /// The configuration the client was built with (to build another, e.g. on a
+    /// helper thread).
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
     /// The client's circuit breaker.
     pub fn breaker(&self) -> &Breaker {
         &self.inner.breaker
