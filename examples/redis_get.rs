@@ -1,5 +1,6 @@
 //! One Redis GET per request: `/plaintext` and `/json` answer the values of the keys
-//! `bench:plaintext` and `bench:json`, read through the shard's `RedisClient` (calls
+//! `bench:plaintext` and `bench:json`, and `/items/:id` the value of `item:<id>`, read
+//! through the shard's `RedisClient` (calls
 //! from all of a shard's connections auto-pipelined). What the benchmarks compare
 //! with the Gin peer reading the same keys through redigo.
 //!
@@ -38,6 +39,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => c.string(503, &e.to_string()),
             })?;
         }
+        // The data path without a local cache: every request reads Redis.
+        let items = client.clone();
+        r.get("/items/:id", async move |c: &mut Context| {
+            let key = format!("item:{}", c.param("id"));
+            match items.get(&key).await {
+                Ok(Some(value)) => c.bytes(200, "application/json", &value),
+                Ok(None) => c.string(404, "no such item"),
+                Err(e) => c.string(503, &e.to_string()),
+            }
+        })?;
         Ok(r)
     })
     .config(config)

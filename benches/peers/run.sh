@@ -6,8 +6,10 @@
 #       directory, `nginx -g 'daemon off;' -c FILE`); the proxies ringo-proxy (the
 #       repository's examples/proxy) and nginx-proxy (nginx/nginx-proxy.conf.template),
 #       which forward to UPSTREAM=host:port; ringo-redis (examples/redis_get) and
-#       gin-redis (bin/gin -redis), one Redis GET per request from REDIS=host:port
-#       (both set by scripts/bench).
+#       gin-redis (bin/gin -redis), one Redis GET per request from REDIS=host:port,
+#       and /items/:id (ringo-redis: straight to Redis; gin-redis: cache-aside in an
+#       in-process map; ringo-items: `ringo serve --redis`, the local cache) (REDIS and
+#       UPSTREAM are set by scripts/bench).
 # HOST (default 127.0.0.1) is the address to listen on. Build first with ./build.sh.
 # The process is exec'd, so the caller's pid is the server's pid (kill it to stop it).
 set -euo pipefail
@@ -15,7 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -45,6 +47,13 @@ case $name in
     need "$bin"
     : "${REDIS:?ringo-redis needs REDIS=host:port}"
     exec "$bin" --listen "$host:$port" --redis "$REDIS" --shards "$workers"
+    ;;
+  ringo-items)
+    # The default app with --redis: /items/:id through the shard's local cache.
+    bin="$here/../../target/release/ringo"
+    need "$bin"
+    : "${REDIS:?ringo-items needs REDIS=host:port}"
+    exec "$bin" serve --listen "$host:$port" --redis "redis://$REDIS" --shards "$workers" --admin "" --log warn
     ;;
   gin-redis)
     bin="$here/bin/gin"

@@ -18,6 +18,8 @@ import (
 	"log"
 	"net/http"
 	"runtime"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gomodule/redigo/redis"
@@ -66,6 +68,39 @@ func main() {
 		}
 		r.GET("/plaintext", fromRedis("bench:plaintext", "text/plain"))
 		r.GET("/json", fromRedis("bench:json", "application/json"))
+		// Cache-aside in process memory (60 s TTL) in front of Redis, as a Gin service
+		// with a local cache does it.
+		type cached struct {
+			value   []byte
+			expires time.Time
+		}
+		var mu sync.RWMutex
+		items := map[string]cached{}
+		r.GET("/items/:id", func(c *gin.Context) {
+			key := "item:" + c.Param("id")
+			mu.RLock()
+			hit, ok := items[key]
+			mu.RUnlock()
+			if ok && time.Now().Before(hit.expires) {
+				c.Data(http.StatusOK, "application/json", hit.value)
+				return
+			}
+			conn := pool.Get()
+			value, err := redis.Bytes(conn.Do("GET", key))
+			conn.Close()
+			if err == redis.ErrNil {
+				c.String(http.StatusNotFound, "no such item")
+				return
+			}
+			if err != nil {
+				c.String(http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			mu.Lock()
+			items[key] = cached{value: value, expires: time.Now().Add(60 * time.Second)}
+			mu.Unlock()
+			c.Data(http.StatusOK, "application/json", value)
+		})
 	} else {
 		r.GET("/plaintext", func(c *gin.Context) {
 			c.String(http.StatusOK, "Hello, World!")
