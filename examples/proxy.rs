@@ -9,21 +9,15 @@ use std::rc::Rc;
 use ringo::client::{Upstream, UpstreamConfig};
 use ringo::{Context, Router, Server, ServerConfig};
 
+#[path = "common/flags.rs"]
+mod flags;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
-    let mut listen = "127.0.0.1:8090".to_owned();
-    let mut upstream = "http://127.0.0.1:8080".to_owned();
-    let mut shards = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--listen" => listen = value,
-            "--upstream" => upstream = value,
-            "--shards" => shards = Some(value.parse()?),
-            _ => return Err(format!("unknown flag {flag} (--listen, --upstream, --shards)").into()),
-        }
-    }
+    let flags =
+        flags::parse(&[("listen", "127.0.0.1:8090"), ("upstream", "http://127.0.0.1:8080"), ("shards", "")])?;
+    let (listen, upstream) = (flags["listen"].clone(), flags["upstream"].clone());
+    let shards = if flags["shards"].is_empty() { None } else { Some(flags["shards"].parse()?) };
     // Fail here, with the reason, rather than on every shard.
     Upstream::new(&upstream, UpstreamConfig::default())?;
     let config = ServerConfig { listen: listen.parse()?, shards, admin: None, ..ServerConfig::default() };

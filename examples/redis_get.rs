@@ -10,21 +10,14 @@
 use ringo::redis::{RedisClient, RedisConfig};
 use ringo::{Context, Router, Server, ServerConfig};
 
+#[path = "common/flags.rs"]
+mod flags;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
-    let mut listen = "127.0.0.1:8091".to_owned();
-    let mut redis = "127.0.0.1:6379".to_owned();
-    let mut shards = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--listen" => listen = value,
-            "--redis" => redis = value,
-            "--shards" => shards = Some(value.parse()?),
-            _ => return Err(format!("unknown flag {flag} (--listen, --redis, --shards)").into()),
-        }
-    }
+    let flags = flags::parse(&[("listen", "127.0.0.1:8091"), ("redis", "127.0.0.1:6379"), ("shards", "")])?;
+    let (listen, redis) = (flags["listen"].clone(), flags["redis"].clone());
+    let shards = if flags["shards"].is_empty() { None } else { Some(flags["shards"].parse()?) };
     let config = ServerConfig { listen: listen.parse()?, shards, admin: None, ..ServerConfig::default() };
     Server::new(move || {
         let client = RedisClient::new(RedisConfig { addr: redis.clone(), ..RedisConfig::default() });

@@ -7,102 +7,21 @@
 //! A counting global allocator counts per thread (so the redis-server helper and other
 //! threads never mix in), as in `tests/zero_alloc.rs`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ringo::redis::{RedisClient, RedisConfig};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|a| a.get())
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
-// only a const-initialised thread-local cell, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::counting_alloc::{Counting, allocations};
+use common::redis_server::RedisServer;
+use ringo::redis::RedisClient;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// A `redis-server` on a free port, killed on drop.
-struct RedisServer(Child, u16);
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server could not be started ({e}): install it (scripts/test does)")
-            });
-        // Owned from here, so a failed wait below still kills it.
-        let server = RedisServer(child, port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let mut b = [0u8; 16];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut b).is_ok_and(|n| b[..n].starts_with(b"+PONG"))
-                {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server never answered PING");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_get_hit_allocates_nothing_per_call_in_steady_state() {
-    let server = RedisServer::start();
+    let server = RedisServer::start(&[]);
     for uring in [true, false] {
         let run = async {
-            let config = RedisConfig { addr: format!("127.0.0.1:{}", server.1), ..RedisConfig::default() };
-            let redis = RedisClient::connect(config).await.expect("connect");
+            let redis = RedisClient::connect(server.config()).await.expect("connect");
             redis.set("k", [b'x'; 100]).await.expect("SET");
             for _ in 0..2_000 {
                 let v = redis.get("k").await.expect("GET").expect("hit");

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use common::{BACKENDS, Raw};
@@ -15,42 +13,10 @@ use ringo::access_log::{AccessLogFormat, AccessLogSink, LogOutput};
 use ringo::middleware::{AllowedOrigins, CorsConfig, cors};
 use ringo::{Context, Limits, RouteError, Router, Server, ServerConfig, TraceExport};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
-// only a const-initialised thread-local cell, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+use common::counting_alloc::{Counting, allocations as thread_allocations};
 
 /// The default app plus a probe that answers with the shard thread's allocation count.
 fn app_with_probe() -> Result<Router, RouteError> {
@@ -70,7 +36,7 @@ fn default_stack_with_probe() -> Result<Router, RouteError> {
 
 fn probed(mut r: Router) -> Result<Router, RouteError> {
     r.get("/__allocations", |c: &mut Context| {
-        let n = ALLOCATIONS.with(|a| a.get());
+        let n = thread_allocations();
         let mut buf = itoa::Buffer::new();
         c.string(200, buf.format(n));
     })?;

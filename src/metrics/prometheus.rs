@@ -38,6 +38,22 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// One histogram's series over [`LATENCY_BUCKETS_US`] (then `+Inf`): cumulative
+/// buckets in seconds, the sum and the count, with `labels` (`k="v",…`).
+fn latency_histogram(out: &mut String, name: &str, labels: &str, buckets: &[u64], sum_us: u64) {
+    let mut cumulative = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        cumulative += n;
+        let le = match LATENCY_BUCKETS_US.get(i) {
+            Some(us) => format!("{}", *us as f64 / 1e6),
+            None => "+Inf".to_owned(),
+        };
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
 /// Renders the whole exposition.
 pub(crate) fn render(e: &Exposition<'_>) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -72,27 +88,14 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         "Time from a complete request to its encoded response.",
     );
     for s in e.shards {
-        let mut cumulative = 0;
-        for (i, n) in s.latency_buckets.iter().enumerate() {
-            cumulative += n;
-            let le = match LATENCY_BUCKETS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "ringo_http_request_duration_seconds_bucket{{shard=\"{}\",le=\"{le}\"}} {cumulative}",
-                s.shard
-            );
-        }
-        let _ = writeln!(
-            out,
-            "ringo_http_request_duration_seconds_sum{{shard=\"{}\"}} {}",
-            s.shard,
-            s.latency_sum_us as f64 / 1e6
+        let labels = format!("shard=\"{}\"", s.shard);
+        latency_histogram(
+            &mut out,
+            "ringo_http_request_duration_seconds",
+            &labels,
+            &s.latency_buckets,
+            s.latency_sum_us,
         );
-        let _ =
-            writeln!(out, "ringo_http_request_duration_seconds_count{{shard=\"{}\"}} {cumulative}", s.shard);
     }
     let per_shard: [PerShard; 22] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
@@ -470,24 +473,13 @@ fn redis_clients(out: &mut String, shards: &[Snapshot]) {
     for s in shards {
         for c in &s.redis {
             let labels = format!("shard=\"{}\",client=\"{}\"", s.shard, escape(&c.name));
-            let mut cumulative = 0;
-            for (i, n) in c.stats.latency_buckets.iter().enumerate() {
-                cumulative += n;
-                let le = match LATENCY_BUCKETS_US.get(i) {
-                    Some(us) => format!("{}", *us as f64 / 1e6),
-                    None => "+Inf".to_owned(),
-                };
-                let _ = writeln!(
-                    out,
-                    "ringo_redis_command_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
+            latency_histogram(
                 out,
-                "ringo_redis_command_duration_seconds_sum{{{labels}}} {}",
-                c.stats.latency_sum_us as f64 / 1e6
+                "ringo_redis_command_duration_seconds",
+                &labels,
+                &c.stats.latency_buckets,
+                c.stats.latency_sum_us,
             );
-            let _ = writeln!(out, "ringo_redis_command_duration_seconds_count{{{labels}}} {cumulative}");
         }
     }
 }

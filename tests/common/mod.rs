@@ -2,6 +2,7 @@
 //! and talk to it over raw sockets.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod counting_alloc;
 pub mod redis_server;
 
 use std::io::{Read, Write};
