@@ -77,7 +77,8 @@ pub fn default_app_from(
     // and the cluster rate limit. Checked by `Config::server_config` before start.
     let redis = config.redis.client_config().ok().flatten().map(crate::redis::RedisClient::new);
     if let Some(redis) = &redis {
-        crate::items::routes(&mut r, redis, &config.cache)?;
+        let hot = config.redis.hot_client_config().ok().flatten().map(crate::redis::RedisClient::new);
+        crate::items::routes(&mut r, redis, hot.as_ref(), &config.cache)?;
     }
     let limits = &config.rate_limit;
     if limits.global_rate > 0.0 {

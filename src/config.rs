@@ -173,6 +173,11 @@ pub struct CacheSection {
     /// Rebuild the key filter (the penetration guard: ids that cannot exist never
     /// reach Redis) from a `SCAN` of `item:*` this often, in seconds; 0: no filter.
     pub filter_rebuild_s: u64,
+    /// Estimated lookups per 10 s on a shard at which an item is hot (kept in the
+    /// protected segment, read from `[redis] hot_url`); 0: only `hot_keys` are.
+    pub hot_threshold: u64,
+    /// Item ids hot from the start (a flash sale known in advance).
+    pub hot_keys: Vec<String>,
 }
 
 impl Default for CacheSection {
@@ -187,6 +192,8 @@ impl Default for CacheSection {
             preheat_pattern: String::new(),
             preheat_on_failure: crate::startup::OnFailure::FailStart,
             filter_rebuild_s: 0,
+            hot_threshold: d.hot_threshold,
+            hot_keys: Vec::new(),
         }
     }
 }
@@ -199,6 +206,7 @@ impl CacheSection {
             max_bytes: self.max_bytes,
             ttl: Duration::from_millis(self.ttl_ms),
             negative_ttl: Duration::from_millis(self.negative_ttl_ms),
+            hot_threshold: self.hot_threshold,
             ..crate::cache::CacheConfig::default()
         }
     }
@@ -215,11 +223,19 @@ pub struct RedisSection {
     /// `/readyz` answers 503 until every shard's Redis client is connected (and again
     /// while one is not).
     pub ready_required: bool,
+    /// A separate Redis for hot items (the `hot:` namespace), so a flash-sale key's
+    /// traffic stays off the main tier; empty: none.
+    pub hot_url: String,
 }
 
 impl Default for RedisSection {
     fn default() -> Self {
-        RedisSection { url: String::new(), command_timeout_ms: 250, ready_required: false }
+        RedisSection {
+            url: String::new(),
+            command_timeout_ms: 250,
+            ready_required: false,
+            hot_url: String::new(),
+        }
     }
 }
 
@@ -232,6 +248,18 @@ impl RedisSection {
         let mut config = crate::redis::RedisConfig::from_url(self.url.trim())
             .map_err(|e| ConfigError::Value { key: "redis.url", message: e.to_string() })?;
         config.command_timeout = Duration::from_millis(self.command_timeout_ms);
+        Ok(Some(config))
+    }
+
+    /// The hot-data Redis's client configuration, when `hot_url` is set.
+    pub fn hot_client_config(&self) -> Result<Option<crate::redis::RedisConfig>, ConfigError> {
+        if self.hot_url.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut config = crate::redis::RedisConfig::from_url(self.hot_url.trim())
+            .map_err(|e| ConfigError::Value { key: "redis.hot_url", message: e.to_string() })?;
+        config.command_timeout = Duration::from_millis(self.command_timeout_ms);
+        config.breaker_name = "redis-hot".to_owned();
         Ok(Some(config))
     }
 }
@@ -519,6 +547,7 @@ impl Config {
             })?)
         };
         self.limits.validate().map_err(|e| ConfigError::Value { key: e.key, message: e.message })?;
+        self.redis.hot_client_config()?;
         if self.rate_limit.cluster_rate > 0.0 && self.redis.client_config()?.is_none() {
             return Err(ConfigError::Value {
                 key: "redis.url",

@@ -3,7 +3,7 @@
 //!
 //! | request              | answer |
 //! |----------------------|--------|
-//! | `GET /items/:id`     | the stored bytes (200) or 404; `X-Cache: hit` (local cache), `negative` (a cached absence), `miss` (read from Redis, one read per key per shard however many ask at once) |
+//! | `GET /items/:id`     | the stored bytes (200) or 404; `X-Cache: hit` (local cache), `negative` (a cached absence), `filtered` (the key filter rules it out), `miss` (read from Redis, one read per key per shard however many ask at once; a hot key from the hot-data Redis when `[redis] hot_url` is set, `X-Cache-Tier: hot`) |
 //! | `PUT /items/:id`     | stores the body in Redis (`item:<id>`), drops the key from every shard's cache; 204 |
 //! | `DELETE /items/:id`  | deletes it in Redis, drops the key everywhere; 204 |
 //!
@@ -193,6 +193,49 @@ fn spawn_filter_builder(config: crate::redis::RedisConfig, bus: Arc<Bus>, every:
     }
 }
 
+/// The hot-data Redis key of item `id` (the `hot:` namespace).
+fn hot_key(id: &str) -> String {
+    format!("hot:item:{id}")
+}
+
+/// How many local TTLs a hot item's copy lives in the hot-data Redis (writes drop it
+/// sooner): long enough to outlast the shards' own copies, so the hot tier, not the
+/// main one, refills them.
+const HOT_TTL_FACTOR: u32 = 10;
+
+/// Reads a hot item from the hot-data Redis, filling it from the main one on a miss
+/// (kept there for [`HOT_TTL_FACTOR`] cache TTLs); `None` when the hot tier cannot
+/// answer (the caller then reads the main Redis itself).
+async fn load_hot(hot: &RedisClient, main: &RedisClient, id: &str, ttl: Duration) -> Option<Option<Bytes>> {
+    match hot.get(hot_key(id)).await {
+        Ok(Some(value)) => Some(Some(value)),
+        Ok(None) => {
+            let value = main.get(redis_key(id)).await.ok()?;
+            if let Some(v) = &value {
+                let keep = (ttl * HOT_TTL_FACTOR).max(Duration::from_millis(1));
+                let options = crate::redis::SetOptions::default().px(keep);
+                if let Err(e) = hot.set_with(hot_key(id), v, options).await {
+                    tracing::debug!(error = %e, id, "hot-data Redis not filled");
+                }
+            }
+            Some(value)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, id, "hot-data Redis unavailable; reading the main Redis");
+            None
+        }
+    }
+}
+
+/// Drops a written item's copy from the hot-data Redis (best effort: it expires anyway).
+async fn forget_hot(hot: Option<&RedisClient>, id: &str) {
+    if let Some(hot) = hot {
+        if let Err(e) = hot.del(&[hot_key(id)]).await {
+            tracing::warn!(error = %e, id, "hot-data Redis copy not dropped; it expires with the cache TTL");
+        }
+    }
+}
+
 /// The Redis key of item `id`.
 fn redis_key(id: &str) -> String {
     format!("item:{id}")
@@ -200,8 +243,17 @@ fn redis_key(id: &str) -> String {
 
 /// Adds the `/items/:id` routes, reading and writing through `redis`, and registers
 /// the `[cache]` preheat, if any, to run before the shard reports ready.
-pub(crate) fn routes(r: &mut Router, redis: &RedisClient, section: &CacheSection) -> Result<(), RouteError> {
+pub(crate) fn routes(
+    r: &mut Router,
+    redis: &RedisClient,
+    hot_redis: Option<&RedisClient>,
+    section: &CacheSection,
+) -> Result<(), RouteError> {
     let cache: LocalCache<Bytes> = LocalCache::new("items", section.cache_config(), |v: &Bytes| v.len());
+    for id in &section.hot_keys {
+        cache.mark_hot(id);
+    }
+    let ttl = section.cache_config().ttl;
     let source = if !section.preheat_file.trim().is_empty() {
         Some(KeySource::File(section.preheat_file.trim().into()))
     } else if !section.preheat_pattern.trim().is_empty() {
@@ -228,10 +280,26 @@ pub(crate) fn routes(r: &mut Router, redis: &RedisClient, section: &CacheSection
             }
         }
     }
-    let (read, cached) = (redis.clone(), cache.clone());
+    let (read, cached, hot) = (redis.clone(), cache.clone(), hot_redis.cloned());
     r.get("/items/:id", async move |c: &mut Context| {
         let id = c.param("id").to_owned();
-        let (outcome, source) = cached.get_or_load(&id, || read.get(redis_key(&id))).await;
+        // A hot key is read from the hot-data Redis when there is one, so a flash-sale
+        // item's traffic stays off the main tier.
+        let hot = hot.as_ref().filter(|_| cached.is_hot(&id));
+        let from_hot = std::cell::Cell::new(false);
+        let load = || async {
+            if let Some(hot) = hot {
+                if let Some(value) = load_hot(hot, &read, &id, ttl).await {
+                    from_hot.set(true);
+                    return Ok(value);
+                }
+            }
+            read.get(redis_key(&id)).await
+        };
+        let (outcome, source) = cached.get_or_load(&id, load).await;
+        if from_hot.get() {
+            c.header("X-Cache-Tier", "hot");
+        }
         match (outcome, source) {
             (_, Source::Filtered) => {
                 c.header("X-Cache", "filtered");
@@ -248,25 +316,27 @@ pub(crate) fn routes(r: &mut Router, redis: &RedisClient, section: &CacheSection
             (Err(e), _) => c.string(503, &format!("redis: {e}")),
         }
     })?;
-    let (write, cached) = (redis.clone(), cache.clone());
+    let (write, cached, hot_write) = (redis.clone(), cache.clone(), hot_redis.cloned());
     r.put("/items/:id", async move |c: &mut Context| {
         let id = c.param("id").to_owned();
         let body = c.body().to_vec();
         match write.set(redis_key(&id), body).await {
             Ok(()) => {
                 cached.invalidate(&id);
+                forget_hot(hot_write.as_ref(), &id).await;
                 announce(&write, &id).await;
                 c.status(204);
             }
             Err(e) => c.string(503, &format!("redis: {e}")),
         }
     })?;
-    let (delete, cached) = (redis.clone(), cache);
+    let (delete, cached, hot_delete) = (redis.clone(), cache, hot_redis.cloned());
     r.delete("/items/:id", async move |c: &mut Context| {
         let id = c.param("id").to_owned();
         match delete.del(&[redis_key(&id)]).await {
             Ok(_) => {
                 cached.invalidate(&id);
+                forget_hot(hot_delete.as_ref(), &id).await;
                 announce(&delete, &id).await;
                 c.status(204);
             }

@@ -482,3 +482,61 @@ fn ids_that_cannot_exist_never_reach_redis_once_the_filter_is_in() {
         server.shutdown();
     }
 }
+
+#[test]
+fn hot_items_are_reported_protected_and_served_from_the_hot_redis() {
+    let (mut main, hot) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    seed_items(&main, 3);
+    let mut config = ringo::config::Config::default();
+    config.redis.url = format!("redis://{}", main.addr());
+    config.redis.hot_url = format!("redis://{}", hot.addr());
+    config.redis.command_timeout_ms = 200;
+    config.cache.hot_threshold = 40;
+    config.cache.ttl_ms = 400;
+    let server = common::start_with_admin_and(
+        move || ringo::default_app_from(&config, None),
+        ringo::IoBackend::Auto,
+        |_| {},
+    );
+    let mut c = Raw::connect(server.local_addr());
+    for _ in 0..200 {
+        assert_eq!(c.get("/items/1").status, 200);
+    }
+    assert_eq!(c.get("/items/2").status, 200, "a cold item, read once");
+    // Reported by the shard and by the instance.
+    assert!(
+        common::eventually(Duration::from_secs(2), || {
+            let report: serde_json::Value =
+                serde_json::from_slice(&common::admin_get(&server, "/debug/shards").body).expect("JSON");
+            report["hot_keys"]
+                .as_array()
+                .and_then(|h| h.first())
+                .is_some_and(|h| h["key"] == "1" && h["cache"] == "items")
+        }),
+        "{}",
+        common::admin_get(&server, "/debug/shards").text()
+    );
+    assert!(
+        common::series(&server, "ringo_cache_hot_key_lookups{shard=\"0\",cache=\"items\",key=\"1\"} ")
+            .is_some_and(|n| n >= 40)
+    );
+    assert!(
+        common::series(&server, "ringo_cache_protected{shard=\"0\",cache=\"items\"} ")
+            .is_some_and(|n| n >= 1)
+    );
+    // Once the local copy expires, the hot item is read through the hot-data Redis.
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.get("/items/1");
+    assert_eq!((r.status, r.header("x-cache-tier")), (200, Some("hot")), "{}", r.text());
+    let copied = block_on(async {
+        let client = ringo::redis::RedisClient::connect(hot.config()).await.expect("connect");
+        client.get("hot:item:1").await.expect("GET")
+    });
+    assert_eq!(copied.as_deref(), Some(&b"value 1"[..]), "the hot tier holds the item");
+    // With the main Redis gone, the hot item is still served; a cold one is a 503.
+    main.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.get("/items/1").status, 200, "hot items do not depend on the main tier");
+    assert_eq!(c.get("/items/2").status, 503);
+    server.shutdown();
+}

@@ -26,7 +26,7 @@ use super::{CacheStats, Inner, KeyFilter};
 /// How often a shard applies the invalidations sent to it.
 pub const INVALIDATION_TICK: Duration = Duration::from_millis(10);
 /// How often a shard sweeps its caches' expired entries.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Invalidations waiting per shard before new ones are dropped.
 const QUEUED: usize = 65_536;
 
@@ -63,6 +63,7 @@ pub(crate) trait Registered {
     fn install_filter(&self, filter: Arc<KeyFilter>, built_from: Instant);
     fn sweep_expired(&self);
     fn counters(&self) -> CacheStats;
+    fn hottest(&self, n: usize) -> Vec<(Box<str>, u64)>;
 }
 
 impl<V: 'static> Registered for Inner<V> {
@@ -81,6 +82,9 @@ impl<V: 'static> Registered for Inner<V> {
     }
     fn counters(&self) -> CacheStats {
         self.stats()
+    }
+    fn hottest(&self, n: usize) -> Vec<(Box<str>, u64)> {
+        self.hot.top(n)
     }
 }
 
@@ -176,13 +180,26 @@ pub(crate) fn publish_filter(
     delivered
 }
 
-/// This shard's caches' counters, by name (for its snapshot).
-pub(crate) fn fill_snapshots(out: &mut Vec<(Arc<str>, CacheStats)>) {
+/// Hot keys a snapshot carries per cache.
+const HOT_REPORTED: usize = 5;
+
+/// One cache's counters and hottest keys in a shard's snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheSnapshot {
+    pub(crate) name: Arc<str>,
+    pub(crate) stats: CacheStats,
+    pub(crate) hot: Vec<(Box<str>, u64)>,
+}
+
+/// This shard's caches' counters and hot keys, by name (for its snapshot).
+pub(crate) fn fill_snapshots(out: &mut Vec<CacheSnapshot>) {
     out.clear();
     CACHES.with_borrow(|c| {
-        out.extend(
-            c.iter().filter_map(Weak::upgrade).map(|cache| (Arc::clone(cache.name()), cache.counters())),
-        );
+        out.extend(c.iter().filter_map(Weak::upgrade).map(|cache| CacheSnapshot {
+            name: Arc::clone(cache.name()),
+            stats: cache.counters(),
+            hot: cache.hottest(HOT_REPORTED),
+        }));
     });
 }
 

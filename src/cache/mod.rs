@@ -33,6 +33,7 @@
 
 pub(crate) mod bus;
 mod filter;
+mod hot;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,6 +69,11 @@ pub struct CacheConfig {
     /// every other caller keeps getting the cached value — so a hot key is refreshed
     /// before it expires instead of stampeding when it does.
     pub early_refresh: bool,
+    /// Estimated lookups per 10 s window on a shard at which a key is hot: its entry
+    /// moves to the protected segment (never evicted by colder keys), and it is
+    /// reported (`hot_keys`, `/debug/shards`, `/metrics`). 0: nothing is hot unless
+    /// marked.
+    pub hot_threshold: u64,
 }
 
 impl Default for CacheConfig {
@@ -78,6 +84,7 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             early_refresh: true,
+            hot_threshold: 1000,
         }
     }
 }
@@ -135,6 +142,8 @@ pub struct CacheStats {
     pub filter_false_positive_ppm: u64,
     /// Keys written since the current filter was built, remembered by this shard.
     pub filter_delta_keys: u64,
+    /// Entries in the protected segment (hot keys).
+    pub protected: u64,
     /// Entries now.
     pub entries: u64,
     /// Bytes charged now (see [`CacheConfig::max_bytes`]).
@@ -193,6 +202,11 @@ pub(crate) struct Inner<V> {
     written: RefCell<HashMap<Box<str>, Instant>>,
     /// More keys were written than `DELTA_MAX`: the guard stands aside.
     written_overflow: Cell<bool>,
+    /// Lookup counts, and the hot keys' entries, kept apart from eviction.
+    hot: hot::HotKeys,
+    protected: RefCell<HashMap<Box<str>, Entry<V>>>,
+    /// Sweeps since the hot counts last halved.
+    sweeps: Cell<u32>,
     stats: Cell<CacheStats>,
 }
 
@@ -246,6 +260,9 @@ impl<V: Clone + 'static> LocalCache<V> {
                 filter: RefCell::new(None),
                 written: RefCell::new(HashMap::new()),
                 written_overflow: Cell::new(false),
+                hot: hot::HotKeys::default(),
+                protected: RefCell::new(HashMap::new()),
+                sweeps: Cell::new(0),
                 stats: Cell::new(CacheStats::default()),
             }),
             flights: Rc::default(),
@@ -266,9 +283,24 @@ impl<V: Clone + 'static> LocalCache<V> {
     /// Looks `key` up (an expired entry is dropped and reported as a miss).
     pub fn get(&self, key: &str) -> Lookup<V> {
         let now = Instant::now();
-        let found = {
-            let store = self.inner.store.borrow();
-            store.get(key).map(|e| (e.expires > now, e.slot.clone()))
+        let threshold = self.inner.config.hot_threshold;
+        if threshold > 0 {
+            self.inner.hot.observe(key);
+        }
+        let protected = self.inner.protected.borrow().get(key).map(|e| (e.expires > now, e.slot.clone()));
+        let found = match protected {
+            Some(found) => Some(found),
+            None => {
+                let store = self.inner.store.borrow();
+                let found = store.get(key).map(|e| (e.expires > now, e.slot.clone(), e.clone()));
+                drop(store);
+                found.map(|(live, slot, entry)| {
+                    if live && self.inner.is_hot(key) && self.inner.protected.borrow().len() < hot::TRACKED {
+                        self.inner.protected.borrow_mut().insert(key.into(), entry);
+                    }
+                    (live, slot)
+                })
+            }
         };
         match found {
             Some((true, Slot::Value(v))) => {
@@ -281,6 +313,7 @@ impl<V: Clone + 'static> LocalCache<V> {
             }
             Some((false, _)) => {
                 self.inner.store.borrow_mut().remove(key);
+                self.inner.protected.borrow_mut().remove(key);
                 self.count(|s| {
                     s.expired += 1;
                     s.misses += 1;
@@ -323,6 +356,9 @@ impl<V: Clone + 'static> LocalCache<V> {
     fn put(&self, key: &str, slot: Slot<V>, ttl: Duration, weight: u64, delta: Duration) {
         let weight = weight.max(self.inner.min_weight);
         let entry = Entry { slot, expires: Instant::now() + ttl, weight, delta };
+        if let Some(protected) = self.inner.protected.borrow_mut().get_mut(key) {
+            *protected = entry.clone();
+        }
         self.inner.store.borrow_mut().insert(key.into(), entry);
     }
 
@@ -361,6 +397,21 @@ impl<V: Clone + 'static> LocalCache<V> {
     /// This shard's counters for the cache.
     pub fn stats(&self) -> CacheStats {
         self.inner.stats()
+    }
+
+    /// Marks `key` hot whatever its traffic (a flash-sale item known in advance).
+    pub fn mark_hot(&self, key: &str) {
+        self.inner.hot.mark(key);
+    }
+
+    /// Whether `key` is hot on this shard (marked, or over `hot_threshold`).
+    pub fn is_hot(&self, key: &str) -> bool {
+        self.inner.is_hot(key)
+    }
+
+    /// This shard's most looked-up keys this window and their estimated lookups.
+    pub fn hot_keys(&self, n: usize) -> Vec<(Box<str>, u64)> {
+        self.inner.hot.top(n)
     }
 
     /// Cache-aside with dogpile protection: a cached value or absence is answered at
@@ -438,8 +489,14 @@ impl<V> Inner<V> {
         self.stats.set(s);
     }
 
+    fn is_hot(&self, key: &str) -> bool {
+        let threshold = self.config.hot_threshold;
+        self.hot.is_hot(key, if threshold == 0 { u64::MAX } else { threshold })
+    }
+
     fn remove(&self, key: &str) -> bool {
-        let removed = self.store.borrow_mut().remove(key).is_some();
+        let in_protected = self.protected.borrow_mut().remove(key).is_some();
+        let removed = self.store.borrow_mut().remove(key).is_some() || in_protected;
         if removed {
             self.count(|s| s.invalidated += 1);
         }
@@ -448,6 +505,20 @@ impl<V> Inner<V> {
 
     fn sweep(&self) -> usize {
         let now = Instant::now();
+        let sweeps = self.sweeps.get() + 1;
+        if u64::from(sweeps) * bus::SWEEP_EVERY.as_secs().max(1) >= hot::WINDOW.as_secs() {
+            self.sweeps.set(0);
+            self.hot.decay();
+            let cooled: Vec<Box<str>> =
+                self.protected.borrow().keys().filter(|k| !self.is_hot(k)).cloned().collect();
+            let mut protected = self.protected.borrow_mut();
+            for k in cooled {
+                protected.remove(&k);
+            }
+        } else {
+            self.sweeps.set(sweeps);
+        }
+        self.protected.borrow_mut().retain(|_, e| e.expires > now);
         let mut store = self.store.borrow_mut();
         let before = store.len();
         store.retain(|_, e| e.expires > now);
@@ -468,6 +539,7 @@ impl<V> Inner<V> {
             s.filter_false_positive_ppm = f.false_positive_ppm();
         }
         s.filter_delta_keys = self.written.borrow().len() as u64;
+        s.protected = self.protected.borrow().len() as u64;
         s
     }
 

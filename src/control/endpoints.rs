@@ -132,6 +132,14 @@ fn debug_shards(state: &State) -> Reply {
         heartbeat_age_ms: Option<u64>,
         timeouts: u64,
         breakers: Vec<Breaker>,
+        hot_keys: Vec<HotKey>,
+    }
+    #[derive(Serialize, Clone)]
+    struct HotKey {
+        cache: String,
+        key: String,
+        /// Estimated lookups this 10 s window.
+        lookups: u64,
     }
     #[derive(Serialize)]
     struct Breaker {
@@ -149,6 +157,8 @@ fn debug_shards(state: &State) -> Reply {
         total_requests: u64,
         /// max / mean of per-shard rps (requests when idle): SO_REUSEPORT skew.
         imbalance: f64,
+        /// The instance's hottest cache keys: the shards' reports summed per key.
+        hot_keys: Vec<HotKey>,
     }
     let ages = state.heartbeat_ages();
     let shards: Vec<Shard> = (0..state.spec_shards)
@@ -176,9 +186,29 @@ fn debug_shards(state: &State) -> Reply {
                         rejected: b.rejected,
                     })
                     .collect(),
+                hot_keys: s
+                    .map_or(&[][..], |s| &s.caches[..])
+                    .iter()
+                    .flat_map(|c| {
+                        c.hot.iter().map(|(k, n)| HotKey {
+                            cache: c.name.to_string(),
+                            key: k.to_string(),
+                            lookups: *n,
+                        })
+                    })
+                    .collect(),
             }
         })
         .collect();
+    let mut merged: Vec<HotKey> = Vec::new();
+    for h in shards.iter().flat_map(|s| &s.hot_keys) {
+        match merged.iter_mut().find(|m| m.cache == h.cache && m.key == h.key) {
+            Some(m) => m.lookups += h.lookups,
+            None => merged.push(h.clone()),
+        }
+    }
+    merged.sort_by_key(|h| std::cmp::Reverse(h.lookups));
+    merged.truncate(10);
     let total_rps: f64 = shards.iter().map(|s| s.rps).sum();
     let total_requests: u64 = shards.iter().map(|s| s.requests).sum();
     let load: Vec<f64> = if total_rps > 0.0 {
@@ -198,6 +228,7 @@ fn debug_shards(state: &State) -> Reply {
             total_rps: (total_rps * 10.0).round() / 10.0,
             total_requests,
             imbalance,
+            hot_keys: merged,
         },
     )
 }

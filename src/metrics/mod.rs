@@ -200,7 +200,7 @@ pub(crate) struct Snapshot {
     pub(crate) cluster_refused: [u64; 2],
     pub(crate) cluster_redis_errors: u64,
     /// The local caches built on this shard: name and counters.
-    pub(crate) caches: Vec<(std::sync::Arc<str>, crate::cache::CacheStats)>,
+    pub(crate) caches: Vec<crate::cache::bus::CacheSnapshot>,
     /// The Redis clients built on this shard, in creation order.
     pub(crate) redis: Vec<crate::redis::RedisSnapshot>,
     /// The circuit breakers built on this shard, in creation order.

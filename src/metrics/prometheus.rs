@@ -315,7 +315,7 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
         return;
     }
     type PerCache = (&'static str, &'static str, &'static str, fn(&CacheStats) -> u64);
-    let per_cache: [PerCache; 14] = [
+    let per_cache: [PerCache; 15] = [
         ("ringo_cache_hits_total", "counter", "Lookups that found a value.", |c| c.hits),
         ("ringo_cache_negative_hits_total", "counter", "Lookups that found a cached absence.", |c| {
             c.negative_hits
@@ -353,6 +353,7 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
             "Keys written since the filter was built, kept aside.",
             |c| c.filter_delta_keys,
         ),
+        ("ringo_cache_protected", "gauge", "Entries in the protected segment (hot keys).", |c| c.protected),
         ("ringo_cache_entries", "gauge", "Entries kept now.", |c| c.entries),
         ("ringo_cache_bytes", "gauge", "Bytes kept now (keys, weighed values, per-entry overhead).", |c| {
             c.bytes
@@ -365,26 +366,45 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
         "False-positive rate of the installed key filter, measured when it was built.",
     );
     for s in shards {
-        for (cache, stats) in &s.caches {
+        for c in &s.caches {
             let _ = writeln!(
                 out,
                 "ringo_cache_filter_false_positive_ratio{{shard=\"{}\",cache=\"{}\"}} {}",
                 s.shard,
-                escape(cache),
-                stats.filter_false_positive_ppm as f64 / 1e6
+                escape(&c.name),
+                c.stats.filter_false_positive_ppm as f64 / 1e6
             );
+        }
+    }
+    header(
+        out,
+        "ringo_cache_hot_key_lookups",
+        "gauge",
+        "Estimated lookups this 10 s window of the shard's hottest keys (top 5 per cache).",
+    );
+    for s in shards {
+        for c in &s.caches {
+            for (key, n) in &c.hot {
+                let _ = writeln!(
+                    out,
+                    "ringo_cache_hot_key_lookups{{shard=\"{}\",cache=\"{}\",key=\"{}\"}} {n}",
+                    s.shard,
+                    escape(&c.name),
+                    escape(key)
+                );
+            }
         }
     }
     for (name, kind, help, get) in per_cache {
         header(out, name, kind, help);
         for s in shards {
-            for (cache, stats) in &s.caches {
+            for c in &s.caches {
                 let _ = writeln!(
                     out,
                     "{name}{{shard=\"{}\",cache=\"{}\"}} {}",
                     s.shard,
-                    escape(cache),
-                    get(stats)
+                    escape(&c.name),
+                    get(&c.stats)
                 );
             }
         }
