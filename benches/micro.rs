@@ -264,7 +264,8 @@ fn redis(c: &mut Criterion) {
     g.finish();
 }
 
-/// The per-shard local cache: a hit, an insert (with eviction once full), a miss.
+/// The per-shard local cache: a hit, a miss, an insert (with eviction once full), and
+/// the key filter's lookups.
 fn cache(c: &mut Criterion) {
     use bytes::Bytes;
     use ringo::cache::{CacheConfig, LocalCache, Lookup};
@@ -288,6 +289,21 @@ fn cache(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % 5_000;
             black_box(matches!(cache.get(&keys[15_000 + i]), Lookup::Miss))
+        })
+    });
+    let filter = ringo::cache::KeyFilter::build(keys[..10_000].iter().map(String::as_str)).expect("filter");
+    g.bench_function("filter lookup (member)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 10_000;
+            black_box(filter.may_contain(&keys[i]))
+        })
+    });
+    g.bench_function("filter lookup (absent)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 10_000;
+            black_box(filter.may_contain(&keys[10_000 + i]))
         })
     });
     g.bench_function("insert (evicting once full)", |b| {
