@@ -31,12 +31,12 @@ pub(crate) struct HotKeys {
 }
 
 impl HotKeys {
-    /// Counts a lookup of `key` (one in [`SAMPLE`]).
-    pub(crate) fn observe(&self, key: &str) {
+    /// Counts a lookup of `key` (one in [`SAMPLE`]); whether this one was counted.
+    pub(crate) fn observe(&self, key: &str) -> bool {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % SAMPLE != 0 {
-            return;
+            return false;
         }
         let mut counters = self.counters.borrow_mut();
         if let Some(c) = counters.iter_mut().find(|(k, _)| &**k == key) {
@@ -46,6 +46,7 @@ impl HotKeys {
         } else if let Some(min) = counters.iter_mut().min_by_key(|(_, n)| *n) {
             *min = (key.into(), min.1 + SAMPLE);
         }
+        true
     }
 
     /// Whether `key` is hot: marked, or estimated at `threshold` lookups or more in
