@@ -25,9 +25,25 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct HotKeys {
-    counters: RefCell<Vec<(Box<str>, u64)>>,
+    counters: RefCell<Vec<Counter>>,
     tick: Cell<u64>,
     marked: RefCell<HashSet<Box<str>>>,
+}
+
+/// One tracked key. Its `key` string is reused when another key takes the counter, so
+/// counting allocates nothing once the strings have grown to the keys' length.
+#[derive(Debug, Clone)]
+struct Counter {
+    hash: u64,
+    key: String,
+    count: u64,
+}
+
+fn hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 impl HotKeys {
@@ -38,13 +54,17 @@ impl HotKeys {
         if tick % SAMPLE != 0 {
             return false;
         }
+        let h = hash(key);
         let mut counters = self.counters.borrow_mut();
-        if let Some(c) = counters.iter_mut().find(|(k, _)| &**k == key) {
-            c.1 += SAMPLE;
+        if let Some(c) = counters.iter_mut().find(|c| c.hash == h && c.key == key) {
+            c.count += SAMPLE;
         } else if counters.len() < TRACKED {
-            counters.push((key.into(), SAMPLE));
-        } else if let Some(min) = counters.iter_mut().min_by_key(|(_, n)| *n) {
-            *min = (key.into(), min.1 + SAMPLE);
+            counters.push(Counter { hash: h, key: key.to_owned(), count: SAMPLE });
+        } else if let Some(min) = counters.iter_mut().min_by_key(|c| c.count) {
+            min.hash = h;
+            min.key.clear();
+            min.key.push_str(key);
+            min.count += SAMPLE;
         }
         true
     }
@@ -52,8 +72,11 @@ impl HotKeys {
     /// Whether `key` is hot: marked, or estimated at `threshold` lookups or more in
     /// the current window.
     pub(crate) fn is_hot(&self, key: &str, threshold: u64) -> bool {
-        self.marked.borrow().contains(key)
-            || self.counters.borrow().iter().any(|(k, n)| &**k == key && *n >= threshold)
+        let marked = self.marked.borrow();
+        (!marked.is_empty() && marked.contains(key)) || {
+            let h = hash(key);
+            self.counters.borrow().iter().any(|c| c.hash == h && c.count >= threshold && c.key == key)
+        }
     }
 
     /// Marks `key` hot whatever its traffic.
@@ -65,14 +88,15 @@ impl HotKeys {
     pub(crate) fn decay(&self) {
         let mut counters = self.counters.borrow_mut();
         for c in counters.iter_mut() {
-            c.1 /= 2;
+            c.count /= 2;
         }
-        counters.retain(|(_, n)| *n > 0);
+        counters.retain(|c| c.count > 0);
     }
 
     /// The `n` most looked-up keys and their estimated lookups this window, hottest first.
     pub(crate) fn top(&self, n: usize) -> Vec<(Box<str>, u64)> {
-        let mut top = self.counters.borrow().clone();
+        let mut top: Vec<(Box<str>, u64)> =
+            self.counters.borrow().iter().map(|c| (c.key.as_str().into(), c.count)).collect();
         top.sort_unstable_by_key(|(_, n)| std::cmp::Reverse(*n));
         top.truncate(n);
         top
