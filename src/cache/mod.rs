@@ -288,7 +288,11 @@ impl<V: Clone + 'static> LocalCache<V> {
         let sampled = self.inner.config.hot_threshold > 0 && self.inner.hot.observe(key);
         let protected = {
             let protected = self.inner.protected.borrow();
-            if protected.is_empty() { None } else { protected.get(key).map(|e| (e.expires > now, e.slot.clone())) }
+            if protected.is_empty() {
+                None
+            } else {
+                protected.get(key).map(|e| (e.expires > now, e.slot.clone()))
+            }
         };
         let found = match protected {
             Some(found) => Some(found),
