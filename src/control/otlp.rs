@@ -90,8 +90,6 @@ pub(crate) struct ExportCounters {
     pub(crate) failed: AtomicU64,
     /// Never sent: the exporter thread was behind.
     pub(crate) dropped: AtomicU64,
-    /// Export requests that failed.
-    pub(crate) failed_requests: AtomicU64,
 }
 
 /// The control thread's side of span export: the batch being filled and the queue to
@@ -149,7 +147,6 @@ impl SpanExport {
                     Err(e) => {
                         last_failed = true;
                         worker_counters.failed.fetch_add(n, Ordering::Relaxed);
-                        worker_counters.failed_requests.fetch_add(1, Ordering::Relaxed);
                         // A dead collector fails every batch: say so at most every 10 s.
                         if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                             last_error_log = Some(Instant::now());

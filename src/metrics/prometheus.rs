@@ -38,6 +38,35 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// A series over named things each shard reports (caches, Redis clients, breakers,
+/// limiters): name, type, help, and how to read the value from one thing.
+type PerItem<T, V> = (&'static str, &'static str, &'static str, fn(&T) -> V);
+
+/// Writes each series of `table` for every thing `items` hands over from each shard,
+/// as `name{shard="…",<label>="<thing>"} value`.
+fn per_item<T, V: std::fmt::Display>(
+    out: &mut String,
+    shards: &[Snapshot],
+    table: &[PerItem<T, V>],
+    label: &str,
+    items: impl Fn(&Snapshot, &mut dyn FnMut(&str, &T)),
+) {
+    for (name, kind, help, get) in table {
+        header(out, name, kind, help);
+        for s in shards {
+            items(s, &mut |item, value| {
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\",{label}=\"{}\"}} {}",
+                    s.shard,
+                    escape(item),
+                    get(value)
+                );
+            });
+        }
+    }
+}
+
 /// One histogram's series over [`LATENCY_BUCKETS_US`] (then `+Inf`): cumulative
 /// buckets in seconds, the sum and the count, with `labels` (`k="v",…`).
 fn latency_histogram(out: &mut String, name: &str, labels: &str, buckets: &[u64], sum_us: u64) {
@@ -202,8 +231,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         }
     }
     if !e.limiters.is_empty() {
-        type PerLimiter = (&'static str, &'static str, &'static str, fn(&super::LimiterUsage) -> f64);
-        let per_limiter: [PerLimiter; 3] = [
+        let per_limiter: [PerItem<super::LimiterUsage, f64>; 3] = [
             (
                 "ringo_rate_limit_share",
                 "gauge",
@@ -217,20 +245,11 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
                 u.refused as f64
             }),
         ];
-        for (name, kind, help, get) in per_limiter {
-            header(&mut out, name, kind, help);
-            for s in e.shards {
-                for (limiter, usage) in e.limiters.iter().zip(&s.limiters) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{shard=\"{}\",limiter=\"{}\"}} {}",
-                        s.shard,
-                        escape(limiter),
-                        get(usage)
-                    );
-                }
+        per_item(&mut out, e.shards, &per_limiter, "limiter", |s, series| {
+            for (limiter, usage) in e.limiters.iter().zip(&s.limiters) {
+                series(limiter, usage);
             }
-        }
+        });
     }
     cluster_rate_limits(&mut out, e.shards);
     redis_clients(&mut out, e.shards);
@@ -314,8 +333,7 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
     if shards.iter().all(|s| s.caches.is_empty()) {
         return;
     }
-    type PerCache = (&'static str, &'static str, &'static str, fn(&CacheStats) -> u64);
-    let per_cache: [PerCache; 15] = [
+    let per_cache: [PerItem<CacheStats, u64>; 15] = [
         ("ringo_cache_hits_total", "counter", "Lookups that found a value.", |c| c.hits),
         ("ringo_cache_negative_hits_total", "counter", "Lookups that found a cached absence.", |c| {
             c.negative_hits
@@ -395,20 +413,11 @@ fn local_caches(out: &mut String, shards: &[Snapshot]) {
             }
         }
     }
-    for (name, kind, help, get) in per_cache {
-        header(out, name, kind, help);
-        for s in shards {
-            for c in &s.caches {
-                let _ = writeln!(
-                    out,
-                    "{name}{{shard=\"{}\",cache=\"{}\"}} {}",
-                    s.shard,
-                    escape(&c.name),
-                    get(&c.stats)
-                );
-            }
+    per_item(out, shards, &per_cache, "cache", |s, series| {
+        for c in &s.caches {
+            series(&c.name, &c.stats);
         }
-    }
+    });
 }
 
 /// Each shard's Redis clients (`client` label: the client's breaker name).
@@ -417,8 +426,7 @@ fn redis_clients(out: &mut String, shards: &[Snapshot]) {
     if shards.iter().all(|s| s.redis.is_empty()) {
         return;
     }
-    type PerClient = (&'static str, &'static str, &'static str, fn(&RedisStats) -> u64);
-    let per_client: [PerClient; 8] = [
+    let per_client: [PerItem<RedisStats, u64>; 8] = [
         ("ringo_redis_commands_total", "counter", "Commands issued (each of a pipeline counts).", |r| {
             r.commands
         }),
@@ -448,20 +456,11 @@ fn redis_clients(out: &mut String, shards: &[Snapshot]) {
             |r| r.late_replies,
         ),
     ];
-    for (name, kind, help, get) in per_client {
-        header(out, name, kind, help);
-        for s in shards {
-            for c in &s.redis {
-                let _ = writeln!(
-                    out,
-                    "{name}{{shard=\"{}\",client=\"{}\"}} {}",
-                    s.shard,
-                    escape(&c.name),
-                    get(&c.stats)
-                );
-            }
+    per_item(out, shards, &per_client, "client", |s, series| {
+        for c in &s.redis {
+            series(&c.name, &c.stats);
         }
-    }
+    });
     header(out, "ringo_redis_connected", "gauge", "1 while at least one of the client's connections is up.");
     for s in shards {
         for c in &s.redis {
@@ -507,8 +506,7 @@ fn redis_clients(out: &mut String, shards: &[Snapshot]) {
 /// Each shard's circuit breakers: state, transitions, refusals.
 fn breakers(out: &mut String, shards: &[Snapshot]) {
     use crate::breaker::State;
-    type PerBreaker = (&'static str, &'static str, &'static str, fn(&crate::breaker::BreakerSnapshot) -> u64);
-    let per_breaker: [PerBreaker; 2] = [
+    let per_breaker: [PerItem<crate::breaker::BreakerSnapshot, u64>; 2] = [
         ("ringo_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 half open, 2 open.", |b| {
             b.state as u64
         }),
@@ -519,15 +517,11 @@ fn breakers(out: &mut String, shards: &[Snapshot]) {
             |b| b.rejected,
         ),
     ];
-    for (name, kind, help, get) in per_breaker {
-        header(out, name, kind, help);
-        for s in shards {
-            for b in &s.breakers {
-                let _ =
-                    writeln!(out, "{name}{{shard=\"{}\",name=\"{}\"}} {}", s.shard, escape(&b.name), get(b));
-            }
+    per_item(out, shards, &per_breaker, "name", |s, series| {
+        for b in &s.breakers {
+            series(&b.name, b);
         }
-    }
+    });
     header(
         out,
         "ringo_breaker_transitions_total",

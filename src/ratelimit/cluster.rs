@@ -68,6 +68,9 @@ pub enum OnRedisDown {
 
 /// One shard's side of a cluster-wide limit.
 pub(crate) struct ClusterLease {
+    /// The limit's name and rate, as built (`with_policy` rebuilds from them).
+    name: Box<str>,
+    rate: f64,
     key: String,
     redis: RedisClient,
     script: Script,
@@ -129,6 +132,8 @@ impl ClusterLease {
             OnRedisDown::FailClosed => 0.0,
         };
         ClusterLease {
+            name: name.into(),
+            rate,
             key: format!("ringo:ratelimit:{name}"),
             redis,
             script: Script::new(LEASE_SCRIPT),
@@ -152,9 +157,7 @@ impl ClusterLease {
 
     /// The same limit with another fallback policy (before any use).
     pub(crate) fn with_policy(&self, on_down: OnRedisDown) -> ClusterLease {
-        let rate = if self.interval_us > 0.0 { 1e6 / self.interval_us } else { 0.0 };
-        let name = self.key.strip_prefix("ringo:ratelimit:").unwrap_or(&self.key);
-        ClusterLease::new(name, rate, self.burst, self.redis.clone(), on_down)
+        ClusterLease::new(&self.name, self.rate, self.burst, self.redis.clone(), on_down)
     }
 
     pub(crate) fn burst(&self) -> u32 {
