@@ -666,7 +666,7 @@ impl Context {
 
     async fn flush_stream(&mut self) -> io::Result<()> {
         let timeout = std::time::Duration::from_millis(self.shard.limits.write_timeout_ms);
-        self.transport.flush(&self.shard.stats, timeout).await
+        self.transport.flush(&self.shard.stats, &self.shard.clock, timeout).await
     }
 
     // ----- background work -----

@@ -54,6 +54,7 @@ pub mod startup;
 mod sys;
 pub mod time;
 mod transport;
+mod watch;
 
 /// The README's code blocks, compiled as doc tests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -23,6 +23,35 @@ use crate::http::date::DateCache;
 use crate::metrics::ShardStats;
 use crate::span_ring::SpanRing;
 
+/// The shard's monotonic clock: the engine reads the system clock once when a read
+/// completes and once when a request ends ([`refresh`](ShardClock::refresh)), and every
+/// deadline, request start and rate-limit check in between uses that reading
+/// ([`now`](ShardClock::now)), stale by at most the work done since.
+#[derive(Debug)]
+pub(crate) struct ShardClock {
+    now: Cell<Instant>,
+}
+
+impl ShardClock {
+    fn new() -> ShardClock {
+        ShardClock { now: Cell::new(Instant::now()) }
+    }
+
+    /// The last reading.
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    /// Reads the system clock, keeps and returns the reading.
+    #[inline]
+    pub(crate) fn refresh(&self) -> Instant {
+        let now = Instant::now();
+        self.now.set(now);
+        now
+    }
+}
+
 /// The per-shard facts and services a request uses.
 #[derive(Debug)]
 pub(crate) struct ShardHandle {
@@ -32,6 +61,8 @@ pub(crate) struct ShardHandle {
     pub(crate) stats: Rc<ShardStats>,
     /// Sampled spans waiting for the next snapshot (capacity 0: none kept).
     pub(crate) spans: SpanRing,
+    /// The shard's monotonic clock, read once per event instead of once per use.
+    pub(crate) clock: ShardClock,
     /// A monotonic instant and the wall-clock time at it, refreshed with the `Date`
     /// cache (every 500 ms): requests turn their start instant into wall-clock time
     /// without reading the clock again.
@@ -46,6 +77,7 @@ impl ShardHandle {
             date: DateCache::new(),
             stats: Rc::new(ShardStats::with_routes(routes)),
             spans: SpanRing::new(span_capacity),
+            clock: ShardClock::new(),
             wall_anchor: Cell::new((Instant::now(), SystemTime::now())),
         })
     }

@@ -13,17 +13,22 @@
 //! them up.
 
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::metrics::ShardStats;
+use crate::shard_handle::ShardClock;
+use crate::watch::{Watch, Watched};
 
 /// A connection's socket, write buffer and in-flight count.
 #[derive(Debug, Default)]
 pub(crate) struct Transport {
     pub(crate) io: Option<TcpStream>,
+    /// The socket's entry in the shard's registry: the deadline of its waits.
+    pub(crate) watch: Option<Rc<Watch>>,
     /// Encoded responses not yet written.
     pub(crate) out: Vec<u8>,
     /// Requests parsed and not yet written.
@@ -44,17 +49,26 @@ impl Transport {
         self.queued = (self.queued + 1).min(self.in_flight);
     }
 
-    /// Writes everything in `out`, within `timeout`; settles the queued responses.
-    pub(crate) async fn flush(&mut self, stats: &ShardStats, timeout: Duration) -> io::Result<()> {
+    /// Writes everything in `out`, within `timeout` of the shard clock's `now`;
+    /// settles the queued responses.
+    pub(crate) async fn flush(
+        &mut self,
+        stats: &ShardStats,
+        clock: &ShardClock,
+        timeout: Duration,
+    ) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let Some(io) = self.io.as_mut() else {
+        let (Some(io), Some(watch)) = (self.io.as_mut(), self.watch.as_ref()) else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no connection"));
         };
         let out = std::mem::take(&mut self.out);
         let len = out.len() as u64;
-        match monoio::time::timeout(timeout, io.write_all(out)).await {
+        watch.arm(clock.now() + timeout);
+        let written = Watched::new(watch, io.write_all(out)).await;
+        watch.disarm();
+        match written {
             Ok((Ok(_), mut out)) => {
                 out.clear();
                 self.out = out;

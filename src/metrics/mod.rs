@@ -51,6 +51,8 @@ pub(crate) struct ShardStats {
     pub(crate) closed: Cell<u64>,
     pub(crate) rejected_connections: Cell<u64>,
     pub(crate) open_connections: Cell<usize>,
+    /// Open connections parked: idle long enough to hold no buffers.
+    pub(crate) parked_connections: Cell<usize>,
     pub(crate) in_flight: Cell<usize>,
     pub(crate) bytes_in: Cell<u64>,
     pub(crate) bytes_out: Cell<u64>,
@@ -121,6 +123,7 @@ impl ShardStats {
         snap.closed = self.closed.get();
         snap.rejected_connections = self.rejected_connections.get();
         snap.open_connections = self.open_connections.get() as u64;
+        snap.parked_connections = self.parked_connections.get() as u64;
         snap.in_flight = self.in_flight.get() as u64;
         snap.bytes_in = self.bytes_in.get();
         snap.bytes_out = self.bytes_out.get();
@@ -176,6 +179,7 @@ pub(crate) struct Snapshot {
     pub(crate) closed: u64,
     pub(crate) rejected_connections: u64,
     pub(crate) open_connections: u64,
+    pub(crate) parked_connections: u64,
     pub(crate) in_flight: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,

@@ -126,9 +126,15 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             s.latency_sum_us,
         );
     }
-    let per_shard: [PerShard; 22] = [
+    let per_shard: [PerShard; 23] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
+        (
+            "ringo_connections_parked",
+            "gauge",
+            "Open connections idle long enough to hold no buffers or request state.",
+            |s| s.parked_connections,
+        ),
         ("ringo_connections_accepted_total", "counter", "Connections accepted.", |s| s.accepted),
         ("ringo_connections_closed_total", "counter", "Connections closed.", |s| s.closed),
         (

@@ -8,15 +8,16 @@
 
 use std::cell::RefCell;
 
-/// Capacity of each class, smallest first.
-pub(crate) const CLASSES: [usize; 5] = [8 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+/// Capacity of each class, smallest first. The smallest is what an idle connection
+/// reads into (a request head rarely needs more); the next is a write buffer's.
+pub(crate) const CLASSES: [usize; 6] = [2 << 10, 8 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
 /// Most free buffers kept per class.
-const KEEP: [usize; 5] = [256, 64, 16, 8, 2];
+const KEEP: [usize; 6] = [256, 256, 64, 16, 8, 2];
 
 /// Free buffers by class.
 #[derive(Debug, Default)]
 pub(crate) struct BufferPool {
-    free: [RefCell<Vec<Vec<u8>>>; 5],
+    free: [RefCell<Vec<Vec<u8>>>; 6],
 }
 
 impl BufferPool {
@@ -57,10 +58,12 @@ impl BufferPool {
         self.give(old);
     }
 
-    /// Swaps an empty, grown buffer for a small one (the connection is idle).
+    /// Swaps an empty buffer grown past the working class (`CLASSES[1]`) for one of
+    /// that class (the connection is idle). Buffers of the working class or smaller are
+    /// kept: a connection that needed one will likely need it again.
     pub(crate) fn shrink(&self, buf: &mut Vec<u8>) {
-        if buf.is_empty() && buf.capacity() > CLASSES[0] {
-            let small = self.take(CLASSES[0]);
+        if buf.is_empty() && buf.capacity() > CLASSES[1] {
+            let small = self.take(CLASSES[1]);
             let big = std::mem::replace(buf, small);
             self.give(big);
         }
@@ -74,8 +77,8 @@ mod tests {
     #[test]
     fn buffers_move_between_classes_and_are_reused() {
         let pool = BufferPool::default();
-        let mut buf = pool.take(100);
-        assert_eq!(buf.capacity(), CLASSES[0]);
+        let mut buf = pool.take(5000);
+        assert_eq!(buf.capacity(), CLASSES[1]);
         buf.extend_from_slice(b"head");
         pool.grow(&mut buf, 100_000);
         assert_eq!(buf, b"head", "content kept");
@@ -83,7 +86,7 @@ mod tests {
         let big_ptr = buf.as_ptr();
         buf.clear();
         pool.shrink(&mut buf);
-        assert_eq!(buf.capacity(), CLASSES[0]);
+        assert_eq!(buf.capacity(), CLASSES[1]);
         // The large buffer went back to the pool and is handed out again.
         let again = pool.take(200_000);
         assert_eq!(again.as_ptr(), big_ptr);

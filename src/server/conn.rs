@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use super::connection::{Connection, ReadError};
-use super::shard::{ConnState, ShardLocal};
+use super::connection::{Connection, ReadError, Socket};
+use super::shard::{RequestState, ShardLocal};
 use crate::arena::{FutureArena, Reset};
 use crate::context::{BodyRef, Context};
 use crate::http::HttpError;
@@ -52,6 +52,8 @@ impl From<ReadError> for End {
     fn from(e: ReadError) -> End {
         match e {
             ReadError::TimedOut => End::Answer(HttpError::Timeout),
+            // Only an idle read is asked to park; elsewhere it is a lost read.
+            ReadError::Parked => End::Io(io::Error::new(io::ErrorKind::Interrupted, "read cancelled")),
             ReadError::Io(e) => End::Io(e),
         }
     }
@@ -60,17 +62,13 @@ impl From<ReadError> for End {
 /// Serves one accepted connection to its end. The accept loop already counted it in
 /// `open_connections`; this gives the count back when the connection ends.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLocal>, router: Rc<Router>) {
-    let stats = Rc::clone(&shard.handle.stats);
-    let mut state = shard.take_conn();
-    let ConnState { conn, ctx, arena } = &mut *state;
-    conn.slot = shard.conns.borrow_mut().add(std::os::fd::AsRawFd::as_raw_fd(&stream));
-    conn.transport.io = Some(stream);
-    conn.peer = Some(peer);
-    ctx.peer = Some(peer);
-    ctx.trusted_proxies = router.trusted_proxies.clone();
+    let (slot, watch) = shard.conns.borrow_mut().add(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    let socket = Socket { stream, watch, slot, peer };
+    let mut conn = Connection::new(Rc::clone(&shard.handle), Rc::clone(&shard.buffers), socket);
+    let mut held = None;
     let outcome = {
         // A bug in the engine must cost one connection, never the shard.
-        let mut requests = pin!(serve_requests(&shard, conn, ctx, arena, &router));
+        let mut requests = pin!(serve_requests(&shard, &mut conn, &mut held, &router));
         std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| requests.as_mut().poll(cx))) {
             Ok(Poll::Ready(r)) => Poll::Ready(Some(r)),
             Ok(Poll::Pending) => Poll::Pending,
@@ -78,24 +76,29 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         })
         .await
     };
-    conn.reclaim(ctx);
+    if let Some(state) = held.as_mut() {
+        conn.reclaim(&mut state.ctx);
+    }
     let Some(outcome) = outcome else {
         tracing::error!(shard = shard.id(), %peer, "connection engine panicked; connection dropped");
         // Out of the registry before the socket closes (its invariant).
         shard.conns.borrow_mut().remove(conn.slot);
         conn.finish();
-        stats.open_connections.set(stats.open_connections.get() - 1);
-        stats.closed.set(stats.closed.get() + 1);
+        closed(&shard);
         // The context may be inconsistent: drop it rather than pool it.
-        drop(state);
+        drop(held);
         return;
     };
+    if let Some(state) = held {
+        shard.give_state(state);
+    }
     match outcome {
         Ok(()) | Err(End::Quiet) => {}
         Err(End::Answer(err)) => {
-            stats.protocol_error(err);
+            shard.handle.stats.protocol_error(err);
             tracing::debug!(shard = shard.id(), %peer, kind = err.kind(), status = err.status(), "refused request");
             let date = shard.handle.date.get();
+            conn.ready_to_answer();
             response::write_error(&mut conn.transport.out, err, &date);
             conn.transport.response_queued();
             if conn.flush().await.is_ok() {
@@ -105,28 +108,54 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         Err(End::Io(e)) => tracing::debug!(shard = shard.id(), %peer, error = %e, "connection error"),
     }
     shard.conns.borrow_mut().remove(conn.slot);
-    stats.open_connections.set(stats.open_connections.get() - 1);
-    stats.closed.set(stats.closed.get() + 1);
-    shard.give_conn(state);
+    conn.finish();
+    closed(&shard);
 }
 
-/// The request loop. Returns when the connection should close.
+/// Counts a connection's end.
+fn closed(shard: &ShardLocal) {
+    let stats = &shard.handle.stats;
+    stats.open_connections.set(stats.open_connections.get() - 1);
+    stats.closed.set(stats.closed.get() + 1);
+}
+
+/// The request loop. Returns when the connection should close. `held` is the request
+/// state while a request is being served (given back whenever the connection idles).
 async fn serve_requests(
     shard: &ShardLocal,
     conn: &mut Connection,
-    ctx: &mut Context,
-    arena: &mut FutureArena,
+    held: &mut Option<Box<RequestState>>,
     router: &Router,
 ) -> Result<(), End> {
     let mut scratch = Vec::new();
     let mut drain_head = None;
     let stats = Rc::clone(&shard.handle.stats);
     loop {
+        if conn.input.pending().is_empty() {
+            conn.flush().await?;
+            if let Some(state) = held.take() {
+                shard.give_state(state);
+            }
+            conn.shrink_idle();
+            wait_idle(shard, conn).await?;
+        }
+        conn.ready_to_answer();
+        let state = match held {
+            Some(state) => state,
+            None => {
+                let mut state = shard.take_state();
+                state.ctx.peer = conn.peer;
+                state.ctx.trusted_proxies.clone_from(&router.trusted_proxies);
+                held.insert(state)
+            }
+        };
+        let RequestState { ctx, arena } = &mut **state;
         let consumed = next_request(shard, conn, ctx).await?;
         // In flight from parsed to written: the transport settles it, so a draining
         // shard never exits with a response still in a write buffer.
         conn.transport.begin_request(&stats);
-        let started = Instant::now();
+        // The request starts when its bytes were read, or when the one before it ended.
+        let started = shard.handle.clock.now();
         ctx.started = started;
 
         conn.lend(ctx);
@@ -152,7 +181,7 @@ async fn serve_requests(
         };
         conn.transport.response_queued();
         let status = ctx.resp.get_mut().status;
-        let duration = started.elapsed();
+        let duration = shard.handle.clock.refresh().saturating_duration_since(started);
         stats.record(slot, status, duration);
         if let Some(ids) = ctx.span.take() {
             let method = ctx.head.method.as_str();
@@ -178,6 +207,38 @@ async fn serve_requests(
             conn.flush().await?;
         }
     }
+}
+
+/// Waits, with nothing buffered, for the first bytes of the next request: until the
+/// idle timeout, quietly closing after it. Parks when the shard asks (after
+/// [`PARK_AFTER`](crate::watch::PARK_AFTER) idle): the read buffer goes back to the pool
+/// and the wait goes on holding none.
+async fn wait_idle(shard: &ShardLocal, conn: &mut Connection) -> Result<(), End> {
+    if shard.draining.get() {
+        return Err(End::Quiet);
+    }
+    let clock = &shard.handle.clock;
+    let deadline = clock.now() + Duration::from_millis(shard.limits().idle_timeout_ms);
+    let watch = conn.transport.watch.clone();
+    if let Some(w) = &watch {
+        w.set_idle(Some(clock.now()));
+    }
+    let outcome = loop {
+        match conn.read_more(deadline, 0).await {
+            Ok(0) | Err(ReadError::TimedOut) => break Err(End::Quiet),
+            Ok(_) => break Ok(()),
+            Err(ReadError::Parked) => match conn.park(deadline).await {
+                Ok(true) => {}
+                Ok(false) => break Err(End::Quiet),
+                Err(e) => break Err(End::Io(e)),
+            },
+            Err(ReadError::Io(e)) => break Err(End::Io(e)),
+        }
+    };
+    if let Some(w) = &watch {
+        w.set_idle(None);
+    }
+    outcome
 }
 
 enum Answered {
@@ -372,58 +433,34 @@ fn finish_response(
     keep_alive
 }
 
-/// Makes sure one complete request (head and body) starts the pending bytes; reads as
-/// needed (sending pending responses first). Returns the bytes the request occupies.
+/// Makes sure one complete request (head and body) starts the pending bytes, some of
+/// which are there; reads as needed (sending pending responses first). Returns the bytes
+/// the request occupies.
 ///
 /// Deadlines: the head must be complete within `header_timeout_ms` of its first byte,
 /// and the body within `body_deadline_ms` of the head, each read of it within
 /// `body_timeout_ms`; past any of them the answer is 408.
 async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context) -> Result<usize, End> {
     let limits = shard.limits();
-    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
-    let idle = Duration::from_millis(limits.idle_timeout_ms);
-    let mut head_deadline = (!conn.input.pending().is_empty()).then(|| Instant::now() + header_timeout);
+    let clock = &shard.handle.clock;
+    let head_deadline = clock.now() + Duration::from_millis(limits.header_timeout_ms);
     let head_len = loop {
-        if !conn.input.pending().is_empty() {
-            match parse_head(conn.input.pending(), limits, &mut ctx.head) {
-                Ok(Parse::Complete(n)) => break n,
-                Ok(Parse::Partial) => {}
-                Err(e) => return Err(End::Answer(e)),
-            }
+        match parse_head(conn.input.pending(), limits, &mut ctx.head) {
+            Ok(Parse::Complete(n)) => break n,
+            Ok(Parse::Partial) => {}
+            Err(e) => return Err(End::Answer(e)),
         }
         conn.flush().await?;
-        let wait = match head_deadline {
-            None => {
-                conn.shrink_idle(ctx);
-                idle
-            }
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) => left,
-                None => return Err(End::Answer(HttpError::Timeout)),
-            },
-        };
-        let idle = head_deadline.is_none();
-        if idle {
-            if shard.draining.get() {
-                return Err(End::Quiet);
-            }
-            shard.conns.borrow_mut().set_idle(conn.slot, true);
+        if head_deadline <= clock.now() {
+            return Err(End::Answer(HttpError::Timeout));
         }
-        let read = conn.read_more(wait, 0).await;
-        if idle {
-            shard.conns.borrow_mut().set_idle(conn.slot, false);
-        }
-        match read {
+        match conn.read_more(head_deadline, 0).await {
             Ok(0) => return Err(End::Quiet),
             Ok(_) => {}
-            Err(ReadError::TimedOut) if idle => return Err(End::Quiet),
             Err(e) => return Err(e.into()),
         }
-        if head_deadline.is_none() {
-            head_deadline = Some(Instant::now() + header_timeout);
-        }
     };
-    let body_deadline = Instant::now() + Duration::from_millis(limits.body_deadline_ms);
+    let body_deadline = || clock.now() + Duration::from_millis(limits.body_deadline_ms);
     match ctx.head.framing {
         BodyFraming::None => {
             ctx.body = BodyRef::Empty;
@@ -436,8 +473,9 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
                 if ctx.head.expect_continue && conn.input.pending().len() == head_len {
                     conn.transport.out.extend_from_slice(response::CONTINUE);
                 }
+                let deadline = body_deadline();
                 while conn.input.pending().len() < total {
-                    read_body_piece(shard, conn, body_deadline, total).await?;
+                    read_body_piece(shard, conn, deadline, total).await?;
                 }
             }
             ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
@@ -450,6 +488,7 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
             let max_body = limits.max_body_bytes;
             let max_trailer = limits.max_header_bytes;
             let mut decoder = ChunkedDecoder::new();
+            let deadline = body_deadline();
             ctx.chunked_body.clear();
             loop {
                 let raw = conn.input.pending().get(head_len..).unwrap_or(&[]);
@@ -465,7 +504,7 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
                         // Everything after the head is decoded: drop the raw bytes so the
                         // buffer stays bounded however the body is chunked.
                         conn.input.truncate_pending(head_len);
-                        read_body_piece(shard, conn, body_deadline, 0).await?;
+                        read_body_piece(shard, conn, deadline, 0).await?;
                     }
                 }
             }
@@ -481,11 +520,12 @@ async fn read_body_piece(
     want: usize,
 ) -> Result<(), End> {
     conn.flush().await?;
-    let per_read = Duration::from_millis(shard.limits().body_timeout_ms);
-    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+    let now = shard.handle.clock.now();
+    if deadline <= now {
         return Err(End::Answer(HttpError::Timeout));
-    };
-    match conn.read_more(per_read.min(left), want).await {
+    }
+    let per_read = now + Duration::from_millis(shard.limits().body_timeout_ms);
+    match conn.read_more(per_read.min(deadline), want).await {
         // The peer closed mid-body: nothing sensible to answer.
         Ok(0) => Err(End::Quiet),
         Ok(_) => Ok(()),

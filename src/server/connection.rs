@@ -24,20 +24,24 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+use monoio::io::CancelableAsyncReadRent;
 
 use super::buffers::{BufferPool, CLASSES};
 use crate::context::Context;
 use crate::shard_handle::ShardHandle;
 use crate::transport::Transport;
+use crate::watch::{Interrupt, Watched};
 
 /// Most bytes one read may bring in.
 pub(crate) const READ_CHUNK: usize = 64 << 10;
 /// Write-buffer size past which responses are written before the next request is
 /// parsed (the connection stops reading until they are).
 pub(crate) const FLUSH_AT: usize = 64 << 10;
-/// The smallest buffer class: what an idle connection keeps.
+/// The smallest buffer class: what a new (or unparked) connection reads into.
 pub(crate) const BUF_SMALL: usize = CLASSES[0];
+/// The working class: what a buffer grown for a large request or a pipelined batch
+/// goes back to, and the write buffer's class (taken when a request arrives).
+pub(crate) const BUF_WORK: usize = CLASSES[1];
 
 /// The read buffer: bytes received, of which those before `start` are answered.
 ///
@@ -77,8 +81,8 @@ impl ReadBuffer {
     /// makes room for at least `min` more pending bytes in total.
     fn compact(&mut self, pool: &BufferPool, min: usize) {
         let pending = self.buf.len() - self.start;
-        if self.buf.capacity() > BUF_SMALL && pending <= BUF_SMALL / 2 && min <= BUF_SMALL {
-            let mut small = pool.take(BUF_SMALL);
+        if self.buf.capacity() > BUF_WORK && pending <= BUF_WORK / 2 && min <= BUF_WORK {
+            let mut small = pool.take(BUF_WORK);
             small.extend_from_slice(&self.buf[self.start..]);
             pool.give(std::mem::replace(&mut self.buf, small));
             self.start = 0;
@@ -93,14 +97,25 @@ impl ReadBuffer {
     }
 }
 
-/// One connection's engine state. Pooled per shard with its `Context` and arena.
+/// An accepted client socket with its registry entry.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    pub(crate) stream: monoio::net::TcpStream,
+    pub(crate) watch: Rc<crate::watch::Watch>,
+    pub(crate) slot: usize,
+    pub(crate) peer: SocketAddr,
+}
+
+/// One connection's engine state, owned by its task. Between requests it holds only
+/// the socket, its watch and a small read buffer (parked: not even that); the write
+/// buffer and the request state are taken when a request's bytes arrive.
 #[derive(Debug)]
 pub(crate) struct Connection {
     handle: Rc<ShardHandle>,
     buffers: Rc<BufferPool>,
     pub(crate) input: ReadBuffer,
     pub(crate) transport: Transport,
-    /// The entry in the shard's connection registry.
+    /// The entry in the shard's connection registry (its watch is the transport's).
     pub(crate) slot: usize,
     pub(crate) peer: Option<SocketAddr>,
     /// The read buffer and transport are lent to the context.
@@ -112,52 +127,111 @@ pub(crate) struct Connection {
 pub(crate) enum ReadError {
     /// The wait ran out.
     TimedOut,
+    /// The shard asked the idle connection to park, and the read gave its buffer back
+    /// without bytes.
+    Parked,
     /// The socket failed.
     Io(io::Error),
 }
 
+/// `ECANCELED`: a read cancelled before any byte arrived.
+const CANCELLED: i32 = 125;
+
 impl Connection {
-    pub(crate) fn new(handle: Rc<ShardHandle>, buffers: Rc<BufferPool>) -> Connection {
+    /// A connection on `socket`, with a small read buffer from the pool; the write
+    /// buffer is taken when the first request arrives.
+    pub(crate) fn new(handle: Rc<ShardHandle>, buffers: Rc<BufferPool>, socket: Socket) -> Connection {
         let input = ReadBuffer::new(buffers.take(BUF_SMALL));
         let mut transport = Transport::default();
-        transport.out = buffers.take(BUF_SMALL);
-        Connection { handle, buffers, input, transport, slot: usize::MAX, peer: None, lent: false }
+        transport.io = Some(socket.stream);
+        transport.watch = Some(socket.watch);
+        Connection {
+            handle,
+            buffers,
+            input,
+            transport,
+            slot: socket.slot,
+            peer: Some(socket.peer),
+            lent: false,
+        }
     }
 
-    /// Reads once, waiting at most `wait`, taking at most [`READ_CHUNK`] bytes. Pending
-    /// bytes are compacted first; `want` is the total pending size the caller needs
-    /// (the buffer grows to hold it, from the pool's size classes).
-    pub(crate) async fn read_more(&mut self, wait: Duration, want: usize) -> Result<usize, ReadError> {
+    /// Request bytes arrived: the write buffer is taken from the pool if the connection
+    /// gave it back while idle.
+    pub(crate) fn ready_to_answer(&mut self) {
+        if self.transport.out.capacity() == 0 {
+            self.transport.out = self.buffers.take(BUF_WORK);
+        }
+    }
+
+    /// Parks the idle connection: the read buffer goes back to the pool too, and the
+    /// connection waits for readiness holding no buffer, until `deadline`. `Ok(false)`:
+    /// the deadline passed.
+    pub(crate) async fn park(&mut self, deadline: Instant) -> io::Result<bool> {
+        debug_assert!(self.input.pending().is_empty(), "only an idle connection parks");
+        self.buffers.give(std::mem::take(&mut self.input.buf));
+        self.input.start = 0;
+        let (Some(io), Some(watch)) = (self.transport.io.as_ref(), self.transport.watch.as_ref()) else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "no socket"));
+        };
+        let parked = &self.handle.stats.parked_connections;
+        parked.set(parked.get() + 1);
+        watch.arm(deadline);
+        let ready = Watched::new(watch, io.readable(false)).await;
+        watch.disarm();
+        parked.set(parked.get() - 1);
+        self.handle.clock.refresh();
+        self.input.buf = self.buffers.take(BUF_SMALL);
+        match ready {
+            Ok(r) => r.map(|()| true),
+            Err(Interrupt::Expired) => Ok(false),
+        }
+    }
+
+    /// Reads once, until `deadline` at the latest, taking at most [`READ_CHUNK`] bytes.
+    /// Pending bytes are compacted first; `want` is the total pending size the caller
+    /// needs (the buffer grows to hold it, from the pool's size classes). A completed
+    /// read refreshes the shard clock.
+    pub(crate) async fn read_more(&mut self, deadline: Instant, want: usize) -> Result<usize, ReadError> {
         let (len, cap) = (self.input.buf.len(), self.input.buf.capacity());
         let pending = len - self.input.start;
         let need = want.max(pending + 1024);
         if self.input.start > 0 || cap - len < 1024 || cap < want {
             self.input.compact(&self.buffers, need);
         }
-        let Some(io) = self.transport.io.as_mut() else {
+        let (Some(io), Some(watch)) = (self.transport.io.as_mut(), self.transport.watch.as_ref()) else {
             return Err(ReadError::Io(io::Error::new(io::ErrorKind::NotConnected, "no socket")));
         };
         let buf = std::mem::take(&mut self.input.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         let end = cap.min(len + READ_CHUNK);
+        watch.arm(deadline);
         // monoio reads into a `Vec` from its start; a slice of the spare capacity appends.
-        match monoio::time::timeout(wait, io.read(buf.slice_mut(len..end))).await {
+        let read =
+            Watched::new(watch, io.cancelable_read(buf.slice_mut(len..end), watch.cancel_handle())).await;
+        watch.disarm();
+        match read {
             Ok((result, slice)) => {
                 self.input.buf = slice.into_inner();
-                if let Ok(n) = result {
-                    self.handle.stats.add_bytes(n as u64, 0);
+                self.handle.clock.refresh();
+                match result {
+                    Ok(n) => {
+                        self.handle.stats.add_bytes(n as u64, 0);
+                        Ok(n)
+                    }
+                    Err(e) if e.raw_os_error() == Some(CANCELLED) => Err(ReadError::Parked),
+                    Err(e) => Err(ReadError::Io(e)),
                 }
-                result.map_err(ReadError::Io)
             }
             // The buffer went down with the cancelled read; the connection closes anyway.
-            Err(_) => Err(ReadError::TimedOut),
+            Err(Interrupt::Expired) => Err(ReadError::TimedOut),
         }
     }
 
     /// Writes the pending responses (within `limits.write_timeout_ms`).
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         let timeout = Duration::from_millis(self.handle.limits.write_timeout_ms);
-        self.transport.flush(&self.handle.stats, timeout).await
+        self.transport.flush(&self.handle.stats, &self.handle.clock, timeout).await
     }
 
     /// Whether the write buffer is past its threshold and must be written before more
@@ -197,22 +271,21 @@ impl Connection {
         const LINGER_BYTES: usize = 1 << 20;
         let Some(io) = self.transport.io.as_ref() else { return };
         crate::sys::shutdown_socket(std::os::fd::AsRawFd::as_raw_fd(io), crate::sys::Direction::Write);
-        let until = Instant::now() + LINGER;
+        let until = self.handle.clock.refresh() + LINGER;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
-            let Some(left) = until.checked_duration_since(Instant::now()) else { return };
             self.input.buf.clear();
             self.input.start = 0;
-            match self.read_more(left, BUF_SMALL).await {
+            match self.read_more(until, BUF_SMALL).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
             }
         }
     }
 
-    /// Hands grown buffers back to the pool while nothing is pending (the connection
-    /// is idle, or finished), and those of `ctx` with them.
-    pub(crate) fn shrink_idle(&mut self, ctx: &mut Context) {
+    /// Between requests: the write buffer goes back to the pool (when written), and a
+    /// read buffer grown for a large request goes back to the small class.
+    pub(crate) fn shrink_idle(&mut self) {
         let pool = &self.buffers;
         if self.input.pending().is_empty() {
             self.input.buf.clear();
@@ -220,23 +293,21 @@ impl Connection {
             pool.shrink(&mut self.input.buf);
         }
         if self.transport.out.is_empty() {
-            pool.shrink(&mut self.transport.out);
-        }
-        for buf in ctx.idle_buffers() {
-            pool.shrink(buf);
+            pool.give(std::mem::take(&mut self.transport.out));
         }
     }
 
-    /// The connection ended: settles unwritten responses and forgets the socket, so the
-    /// state can be pooled.
+    /// The connection ended: settles unwritten responses, closes the socket (it must be
+    /// out of the registry already) and gives the buffers back to the pool.
     pub(crate) fn finish(&mut self) {
         let lost = self.transport.settle(&self.handle.stats);
         if lost > 0 {
             tracing::debug!(shard = self.handle.id, requests = lost, "responses not sent: connection ended");
         }
         self.transport.io = None;
-        self.transport.out.clear();
-        self.input.buf.clear();
+        self.transport.watch = None;
+        self.buffers.give(std::mem::take(&mut self.transport.out));
+        self.buffers.give(std::mem::take(&mut self.input.buf));
         self.input.start = 0;
         self.peer = None;
         self.slot = usize::MAX;
@@ -266,14 +337,14 @@ mod tests {
     }
 
     #[test]
-    fn a_grown_buffer_returns_to_the_small_class_once_the_rest_fits() {
+    fn a_grown_buffer_returns_to_the_working_class_once_the_rest_fits() {
         let pool = BufferPool::default();
         let mut input = ReadBuffer::new(pool.take(BUF_SMALL));
         input.buf.resize(300_000, b'x');
         assert!(input.buf.capacity() >= 300_000);
         input.consume(299_990);
         input.compact(&pool, 100);
-        assert_eq!(input.buf.capacity(), BUF_SMALL);
+        assert_eq!(input.buf.capacity(), BUF_WORK);
         assert_eq!(input.pending(), b"xxxxxxxxxx");
     }
 }

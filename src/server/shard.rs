@@ -18,7 +18,6 @@ use super::accept::{AcceptGuard, Shed};
 use super::backend::{self, IoBackend};
 use super::buffers::BufferPool;
 use super::conn;
-use super::connection::Connection;
 use crate::arena::FutureArena;
 use crate::context::Context;
 use crate::control::budgets::LimiterSpec;
@@ -28,71 +27,19 @@ use crate::metrics::{LimiterUsage, Snapshot};
 use crate::ratelimit::GlobalShare;
 use crate::router::{RouteError, Router};
 use crate::shard_handle::ShardHandle;
+use crate::watch::{self, ConnRegistry};
 
-/// What a connection needs between requests, pooled per shard.
-pub(crate) struct ConnState {
-    pub(crate) conn: Connection,
+/// What a request needs while it is served: its context and the arena of its chain.
+/// Pooled per shard and held by a connection only from the arrival of a request's first
+/// bytes until the connection idles again, so an idle connection holds none.
+pub(crate) struct RequestState {
     pub(crate) ctx: Context,
     pub(crate) arena: FutureArena,
 }
 
-/// Most connection states kept for reuse per shard.
-const POOL_MAX: usize = 1024;
-
-/// The shard's open connections by descriptor, so a drain can wake the idle ones.
-///
-/// Invariant: an entry is removed before its connection's stream is dropped, so every
-/// descriptor here is a live socket of this shard.
-#[derive(Debug, Default)]
-pub(crate) struct ConnRegistry {
-    slots: Vec<Option<(std::os::fd::RawFd, bool)>>,
-    free: Vec<usize>,
-}
-
-impl ConnRegistry {
-    pub(crate) fn add(&mut self, fd: std::os::fd::RawFd) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some((fd, false));
-                i
-            }
-            None => {
-                self.slots.push(Some((fd, false)));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    pub(crate) fn remove(&mut self, slot: usize) {
-        if let Some(entry) = self.slots.get_mut(slot) {
-            if entry.take().is_some() {
-                self.free.push(slot);
-            }
-        }
-    }
-
-    /// Marks whether the connection waits for a new request with nothing buffered.
-    pub(crate) fn set_idle(&mut self, slot: usize, idle: bool) {
-        if let Some(Some(entry)) = self.slots.get_mut(slot) {
-            entry.1 = idle;
-        }
-    }
-
-    /// Shuts down idle connections (or all), waking their reads with end of file.
-    pub(crate) fn shutdown(&self, idle_only: bool) -> usize {
-        let mut n = 0;
-        for (fd, idle) in self.slots.iter().flatten() {
-            if *idle || !idle_only {
-                // Idle ones lose only their read side: if a request slipped in just before,
-                // its answer can still be written.
-                let how = if idle_only { crate::sys::Direction::Read } else { crate::sys::Direction::Both };
-                crate::sys::shutdown_socket(*fd, how);
-                n += 1;
-            }
-        }
-        n
-    }
-}
+/// Most request states kept for reuse per shard (more are in use only while that many
+/// connections are mid-request at once).
+const POOL_MAX: usize = 256;
 
 /// The engine's per-shard state: the request-facing [`ShardHandle`], plus the
 /// connection registry, pools and drain flag that only the engine touches (`Rc`, never
@@ -105,7 +52,7 @@ pub(crate) struct ShardLocal {
     pub(crate) conns: RefCell<ConnRegistry>,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
-    pool: RefCell<Vec<Box<ConnState>>>,
+    pool: RefCell<Vec<Box<RequestState>>>,
 }
 
 impl ShardLocal {
@@ -127,25 +74,23 @@ impl ShardLocal {
         &self.handle.limits
     }
 
-    /// A connection state from the pool, or a new one.
-    pub(crate) fn take_conn(&self) -> Box<ConnState> {
+    /// A request state from the pool, or a new one.
+    pub(crate) fn take_state(&self) -> Box<RequestState> {
         if let Some(state) = self.pool.borrow_mut().pop() {
             return state;
         }
-        Box::new(ConnState {
-            conn: Connection::new(Rc::clone(&self.handle), Rc::clone(&self.buffers)),
-            ctx: Context::new(Rc::clone(&self.handle)),
-            arena: FutureArena::new(),
-        })
+        Box::new(RequestState { ctx: Context::new(Rc::clone(&self.handle)), arena: FutureArena::new() })
     }
 
-    /// Returns a finished connection's state to the pool (its socket already dropped).
-    pub(crate) fn give_conn(&self, mut state: Box<ConnState>) {
-        let ConnState { conn, ctx, .. } = &mut *state;
-        conn.finish();
+    /// Returns a request state between requests: its grown buffers go back to the
+    /// buffer pool, the state to the pool (or is dropped when the pool is full).
+    pub(crate) fn give_state(&self, mut state: Box<RequestState>) {
+        let ctx = &mut state.ctx;
         ctx.peer = None;
         ctx.reset_request();
-        conn.shrink_idle(ctx);
+        for buf in ctx.idle_buffers() {
+            self.buffers.shrink(buf);
+        }
         let mut pool = self.pool.borrow_mut();
         if pool.len() < POOL_MAX {
             pool.push(state);
@@ -366,9 +311,11 @@ where
         }
     };
     let shard = ShardLocal::new(id, spec.limits.clone(), router.len(), spec.span_capacity);
+    let _wakers = ForgetWakers(Rc::clone(&shard));
     let stats = Rc::clone(&shard.handle.stats);
     stats.shard_restarts.set(spec.restarts.len() as u64);
     spawn_date_ticker(&shard.handle);
+    spawn_sweeper(&shard);
     crate::cache::bus::spawn_timer(spec.invalidations.clone());
     if let Some(link) = spec.link.clone() {
         let _ = link.reports.send(ShardReport::Routes { shard: id, routes: router.slot_names() });
@@ -527,6 +474,34 @@ fn spawn_date_ticker(shard: &Rc<ShardHandle>) {
             let now = SystemTime::now();
             shard.date.refresh(now);
             shard.refresh_wall_anchor(now);
+        }
+    });
+}
+
+/// Breaks the registry's waker cycle when the shard's serve future ends or unwinds.
+struct ForgetWakers(Rc<ShardLocal>);
+
+impl Drop for ForgetWakers {
+    fn drop(&mut self) {
+        if let Ok(conns) = self.0.conns.try_borrow() {
+            conns.forget_wakers();
+        }
+    }
+}
+
+/// Every [`watch::TICK`]: expires the deadlines of waiting connections and asks
+/// long-idle ones to park. Ends with the shard.
+fn spawn_sweeper(shard: &Rc<ShardLocal>) {
+    let shard = Rc::downgrade(shard);
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(watch::TICK).await;
+            let Some(shard) = shard.upgrade() else { return };
+            if shard.conns.borrow().len() == 0 {
+                continue;
+            }
+            let now = Instant::now();
+            shard.conns.borrow().sweep(now);
         }
     });
 }
