@@ -217,6 +217,14 @@ impl Connection {
                 match result {
                     Ok(n) => {
                         self.handle.stats.add_bytes(n as u64, 0);
+                        let buf = &mut self.input.buf;
+                        if buf.len() == buf.capacity() && buf.capacity() < BUF_WORK {
+                            // The small buffer was too small for what the client sends at
+                            // once (a pipelined batch, a large head): the working class
+                            // from now on, or every batch would take two reads and two
+                            // sends.
+                            self.buffers.grow(buf, BUF_WORK);
+                        }
                         Ok(n)
                     }
                     Err(e) if e.raw_os_error() == Some(CANCELLED) => Err(ReadError::Parked),
