@@ -16,8 +16,9 @@
 //! at a time per connection; a request due while every connection is busy waits for the
 //! next free one, and its latency counts from when it was due (no coordinated omission).
 //! The JSON line then adds `rate` and the latency percentiles `p50_ms`, `p90_ms`,
-//! `p99_ms`, `p999_ms`, `max_ms`. The pacer spins on its core to keep the schedule
-//! within microseconds.
+//! `p99_ms`, `p999_ms`, `max_ms`. The pacer runs on the runtime's millisecond timer:
+//! each tick releases every request that fell due since the last one, and their latency
+//! counts from that tick (so traffic arrives in millisecond bursts of rate/1000).
 //!
 //! ```text
 //! cargo build --release --example blast
@@ -38,6 +39,9 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+
+/// Open loop: how long the connections have to open before the schedule starts.
+const OPEN_DELAY: Duration = Duration::from_millis(100);
 
 /// What a status line starts with; the byte after it is the status's first digit.
 const STATUS_LINE: &[u8] = b"HTTP/1.1 ";
@@ -101,8 +105,8 @@ fn parse_args() -> Result<Args, String> {
         .map_err(|e| format!("{authority:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("{authority:?} resolves to nothing"))?;
-    if connections == 0 || depth == 0 || threads == 0 || !duration.is_finite() || duration <= 0.0 {
-        return Err("--connections, --depth, --threads and --duration must be positive".into());
+    if connections == 0 || depth == 0 || threads == 0 || !duration.is_finite() || duration <= 0.5 {
+        return Err("--connections, --depth and --threads must be positive, --duration over 0.5 s".into());
     }
     Ok(Args {
         addr,
@@ -162,7 +166,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let seconds = args.duration.as_secs_f64();
+    // Open loop: the schedule starts once the connections had their 100 ms to open.
+    let seconds =
+        args.duration.as_secs_f64() - if args.rate.is_some() { OPEN_DELAY.as_secs_f64() } else { 0.0 };
     let ok = totals.ok.load(Ordering::Relaxed);
     let other = totals.other.load(Ordering::Relaxed);
     let errors = totals.errors.load(Ordering::Relaxed);
@@ -284,20 +290,6 @@ fn block_on<F: std::future::Future>(fut: F) -> Option<F::Output> {
     }
 }
 
-/// Lets the other tasks (and the ring) run once: the pacer's spin.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 /// The open-loop schedule one thread keeps: which connections are free, and the
 /// requests already due that wait for one.
 struct Schedule {
@@ -372,7 +364,7 @@ fn run_open_loop(
             monoio::spawn(open_loop_connection(addr, request, i, Rc::clone(&schedule)));
         }
         // Let the connections open before the schedule starts.
-        monoio::time::sleep(Duration::from_millis(100)).await;
+        monoio::time::sleep(OPEN_DELAY).await;
         let begin = Instant::now().max(started);
         let interval = 1.0 / rate;
         let mut issued: u64 = 0;
@@ -381,12 +373,16 @@ fn run_open_loop(
             if now >= stop_at {
                 break;
             }
+            // Every request due by now leaves now, and its latency counts from now: the
+            // runtime's timer ticks by the millisecond, so the schedule is kept in
+            // millisecond steps (a request due while every connection is busy waits in
+            // the backlog, and that wait counts).
             let due_count = ((now - begin).as_secs_f64() / interval) as u64 + 1;
             while issued < due_count {
-                schedule.issue(begin + Duration::from_secs_f64(issued as f64 * interval));
+                schedule.issue(now);
                 issued += 1;
             }
-            yield_once().await;
+            monoio::time::sleep(Duration::from_millis(1)).await;
         }
         schedule.stop.set(true);
         for w in &schedule.wakers {

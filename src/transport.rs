@@ -8,15 +8,22 @@
 //! streaming handler writes through the same buffer and accounting; it is handed back
 //! before the next request. It never parses, routes or reads request bytes.
 //!
+//! A large response body is not copied into the write buffer: the head goes there, the
+//! body is moved to the transport's `tail`, and `flush` writes both with one `writev`
+//! (the gathered write owns both buffers until the kernel is done with them, even if
+//! the write is abandoned at its deadline).
+//!
 //! Invariant: `queued <= in_flight`, and the shard's `in_flight` gauge includes this
 //! transport's `in_flight` until `flush` writes the queued responses or `settle` gives
-//! them up.
+//! them up. `tail` is empty or written right after `out`: nothing is appended to `out`
+//! while a tail waits (the engine flushes first).
 
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::buf::IoVecBuf;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::metrics::ShardStats;
@@ -31,6 +38,11 @@ pub(crate) struct Transport {
     pub(crate) watch: Option<Rc<Watch>>,
     /// Encoded responses not yet written.
     pub(crate) out: Vec<u8>,
+    /// A large body to write right after `out`, without copying it there.
+    pub(crate) tail: Vec<u8>,
+    /// The gathered write's two-entry descriptor array, reused (heap, so its address
+    /// survives moving the write into the runtime).
+    iov: Vec<libc::iovec>,
     /// Requests parsed and not yet written.
     in_flight: usize,
     /// Of those, the ones whose response is complete in `out`.
@@ -49,29 +61,57 @@ impl Transport {
         self.queued = (self.queued + 1).min(self.in_flight);
     }
 
-    /// Writes everything in `out`, within `timeout` of the shard clock's `now`;
-    /// settles the queued responses.
+    /// Whether a large body waits in `tail` (the engine writes it before encoding the
+    /// next response).
+    pub(crate) fn has_tail(&self) -> bool {
+        !self.tail.is_empty()
+    }
+
+    /// Moves a large response body to the tail (after its head, already in `out`),
+    /// giving `body` the tail's old, empty buffer: no copy.
+    pub(crate) fn queue_tail(&mut self, body: &mut Vec<u8>) {
+        debug_assert!(self.tail.is_empty(), "one tail at a time");
+        self.tail.clear();
+        std::mem::swap(&mut self.tail, body);
+    }
+
+    /// Writes everything in `out` (and the tail), within `timeout` of the shard clock's
+    /// `now`; settles the queued responses.
     pub(crate) async fn flush(
         &mut self,
         stats: &ShardStats,
         clock: &ShardClock,
         timeout: Duration,
     ) -> io::Result<()> {
-        if self.out.is_empty() {
+        if self.out.is_empty() && self.tail.is_empty() {
             return Ok(());
         }
         let (Some(io), Some(watch)) = (self.io.as_mut(), self.watch.as_ref()) else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no connection"));
         };
-        let out = std::mem::take(&mut self.out);
-        let len = out.len() as u64;
+        let len = (self.out.len() + self.tail.len()) as u64;
         watch.arm(clock.now() + timeout);
-        let written = Watched::new(watch, io.write_all(out)).await;
-        watch.disarm();
-        match written {
-            Ok((Ok(_), mut out)) => {
+        let written = if self.tail.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            Watched::new(watch, io.write_all(out)).await.map(|(r, mut out)| {
                 out.clear();
                 self.out = out;
+                r.map(drop)
+            })
+        } else {
+            let gather = Gather::new(
+                std::mem::take(&mut self.iov),
+                std::mem::take(&mut self.out),
+                std::mem::take(&mut self.tail),
+            );
+            Watched::new(watch, gather.write_all(io)).await.map(|(r, gather)| {
+                (self.iov, self.out, self.tail) = gather.into_parts();
+                r
+            })
+        };
+        watch.disarm();
+        match written {
+            Ok(Ok(())) => {
                 stats.add_bytes(0, len);
                 if self.queued > 0 {
                     stats.in_flight.set(stats.in_flight.get().saturating_sub(self.queued));
@@ -80,7 +120,7 @@ impl Transport {
                 }
                 Ok(())
             }
-            Ok((Err(e), _)) => Err(e),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
         }
     }
@@ -95,5 +135,78 @@ impl Transport {
         self.in_flight = 0;
         self.queued = 0;
         lost
+    }
+}
+
+/// A response head and a large body written by one `writev`, owning both buffers and the
+/// descriptor array for as long as the runtime holds the write.
+struct Gather {
+    /// Two entries: what is left of the head, what is left of the body.
+    iov: Vec<libc::iovec>,
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Gather {
+    fn new(mut iov: Vec<libc::iovec>, head: Vec<u8>, body: Vec<u8>) -> Gather {
+        iov.clear();
+        for part in [&head, &body] {
+            iov.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
+        }
+        Gather { iov, head, body }
+    }
+
+    /// Marks `n` more bytes written.
+    fn advance(&mut self, mut n: usize) {
+        for entry in &mut self.iov {
+            let step = n.min(entry.iov_len);
+            // SAFETY: `step <= iov_len`, so the new base stays within (or one past the end
+            // of) the buffer the entry describes, which this struct owns.
+            entry.iov_base = unsafe { entry.iov_base.cast::<u8>().add(step) }.cast();
+            entry.iov_len -= step;
+            n -= step;
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.iov.iter().map(|e| e.iov_len).sum()
+    }
+
+    /// Writes all of it (in as many `writev`s as the socket needs).
+    async fn write_all(mut self, io: &mut TcpStream) -> (io::Result<()>, Gather) {
+        while self.remaining() > 0 {
+            let (result, back) = io.writev(self).await;
+            self = back;
+            match result {
+                Ok(0) => {
+                    return (Err(io::Error::new(io::ErrorKind::WriteZero, "connection wrote nothing")), self);
+                }
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), self),
+            }
+        }
+        (Ok(()), self)
+    }
+
+    /// The buffers back, emptied (capacity kept).
+    fn into_parts(mut self) -> (Vec<libc::iovec>, Vec<u8>, Vec<u8>) {
+        self.iov.clear();
+        self.head.clear();
+        self.body.clear();
+        (self.iov, self.head, self.body)
+    }
+}
+
+// SAFETY: the entries point into `head` and `body`, which `Gather` owns and never
+// reallocates while it lives (they are only read); the entry array is a `Vec`, so its
+// address does not change when the runtime moves the `Gather` into its operation.
+unsafe impl IoVecBuf for Gather {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len()
     }
 }

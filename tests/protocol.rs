@@ -332,3 +332,51 @@ fn large_bodies_one_after_another_on_one_connection() {
     }
     server.shutdown();
 }
+
+/// A body of `n` bytes that a shifted or truncated copy cannot match.
+fn patterned(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn large_bodies_are_written_whole_and_in_order_without_a_copy() {
+    for backend in BACKENDS {
+        let server = start_with(
+            || {
+                let mut r = Router::new();
+                r.get("/bytes/:n", |c: &mut Context| {
+                    let n: usize = c.param("n").parse().unwrap_or(0);
+                    c.bytes(200, "application/octet-stream", &patterned(n));
+                })?;
+                r.get("/plaintext", |c: &mut Context| c.string(200, "Hello, World!"))?;
+                Ok(r)
+            },
+            1,
+            backend,
+            Limits::default(),
+        );
+        let mut c = Raw::connect(server.local_addr());
+        // Around the size where bodies leave the write buffer, a large one, and small
+        // answers pipelined between them: each whole, in order.
+        let sizes = [16_383usize, 16_384, 16_385, 1 << 20, 100];
+        let mut batch = Vec::new();
+        for n in sizes {
+            batch.extend_from_slice(format!("GET /bytes/{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            batch.extend_from_slice(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        batch.extend_from_slice(b"HEAD /bytes/20000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.send(&batch);
+        for n in sizes {
+            let r = c.response();
+            assert_eq!(r.status, 200, "{backend:?} {n}");
+            assert_eq!(r.header("content-length"), Some(n.to_string().as_str()), "{backend:?} {n}");
+            assert!(r.body == patterned(n), "{backend:?}: the {n}-byte body arrived altered");
+            assert_eq!(c.response().text(), "Hello, World!", "{backend:?} after {n}");
+        }
+        let head = c.read_response(true);
+        assert_eq!(head.header("content-length"), Some("20000"), "{backend:?}: HEAD");
+        // Nothing of the HEAD's body followed: the connection is in sync.
+        assert_eq!(c.get("/plaintext").text(), "Hello, World!", "{backend:?}");
+        server.shutdown();
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use super::connection::{Connection, ReadError, Socket};
+use super::connection::{Connection, LARGE_BODY, ReadError, Socket};
 use super::shard::{RequestState, ShardLocal};
 use crate::arena::{FutureArena, Reset};
 use crate::context::{BodyRef, Context};
@@ -428,7 +428,11 @@ fn finish_response(
         },
     );
     if !no_body && !head_request {
-        out.extend_from_slice(&resp.body);
+        if resp.body.len() >= LARGE_BODY {
+            conn.queue_large_body(&mut resp.body);
+        } else {
+            out.extend_from_slice(&resp.body);
+        }
     }
     keep_alive
 }

@@ -37,6 +37,9 @@ pub(crate) const READ_CHUNK: usize = 64 << 10;
 /// Write-buffer size past which responses are written before the next request is
 /// parsed (the connection stops reading until they are).
 pub(crate) const FLUSH_AT: usize = 64 << 10;
+/// Response bodies from this size on are written from their own buffer after the head
+/// (one `writev`), not copied into the write buffer.
+pub(crate) const LARGE_BODY: usize = 16 << 10;
 /// The smallest buffer class: what a new (or unparked) connection reads into.
 pub(crate) const BUF_SMALL: usize = CLASSES[0];
 /// The working class: what a buffer grown for a large request or a pipelined batch
@@ -242,10 +245,19 @@ impl Connection {
         self.transport.flush(&self.handle.stats, &self.handle.clock, timeout).await
     }
 
-    /// Whether the write buffer is past its threshold and must be written before more
-    /// requests are parsed.
+    /// Whether the write buffer is past its threshold, or a large body waits after it,
+    /// so it must be written before more requests are parsed.
     pub(crate) fn must_flush(&self) -> bool {
-        self.transport.out.len() >= FLUSH_AT
+        self.transport.out.len() >= FLUSH_AT || self.transport.has_tail()
+    }
+
+    /// Queues a large response body (its head is in the write buffer) to be written
+    /// after it without a copy; `body` gets an empty buffer back.
+    pub(crate) fn queue_large_body(&mut self, body: &mut Vec<u8>) {
+        self.transport.queue_tail(body);
+        if body.capacity() == 0 {
+            *body = self.buffers.take(BUF_WORK);
+        }
     }
 
     /// Lends the request bytes and the transport to `ctx` for the chain (`reclaim`
@@ -303,6 +315,9 @@ impl Connection {
         if self.transport.out.is_empty() {
             pool.give(std::mem::take(&mut self.transport.out));
         }
+        if !self.transport.has_tail() {
+            pool.give(std::mem::take(&mut self.transport.tail));
+        }
     }
 
     /// The connection ended: settles unwritten responses, closes the socket (it must be
@@ -315,6 +330,7 @@ impl Connection {
         self.transport.io = None;
         self.transport.watch = None;
         self.buffers.give(std::mem::take(&mut self.transport.out));
+        self.buffers.give(std::mem::take(&mut self.transport.tail));
         self.buffers.give(std::mem::take(&mut self.input.buf));
         self.input.start = 0;
         self.peer = None;
