@@ -117,13 +117,16 @@ pub(crate) enum Interrupt {
     Expired,
 }
 
-/// A future that ends with its own output, or when the sweep finds its deadline passed
-/// (the inner future is dropped, cancelling its operation). When the sweep asks the
-/// connection to park, the inner read is cancelled in place and awaited, so its buffer
-/// (and any bytes that won the race) come back through its own output.
-pub(crate) struct Watched<'a, F> {
-    watch: &'a Watch,
-    inner: F,
+pin_project_lite::pin_project! {
+    /// A future that ends with its own output, or when the sweep finds its deadline
+    /// passed (the inner future is dropped, cancelling its operation). When the sweep
+    /// asks the connection to park, the inner read is cancelled in place and awaited, so
+    /// its buffer (and any bytes that won the race) come back through its own output.
+    pub(crate) struct Watched<'a, F> {
+        watch: &'a Watch,
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<'a, F: Future> Watched<'a, F> {
@@ -136,23 +139,20 @@ impl<F: Future> Future for Watched<'_, F> {
     type Output = Result<F::Output, Interrupt>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`, and
-        // `Watched` has no `Drop` impl nor `Unpin` impl that could move it.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: as above; `this.inner` stays where it is until `this` is dropped.
-        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        if let Poll::Ready(out) = inner.poll(cx) {
+        let this = self.project();
+        let watch: &Watch = this.watch;
+        if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        if this.watch.expired.get() {
+        if watch.expired.get() {
             return Poll::Ready(Err(Interrupt::Expired));
         }
-        if this.watch.park_now.replace(false) {
+        if watch.park_now.replace(false) {
             // The read ends soon with "cancelled" (or with bytes that came first).
-            let canceller = std::mem::take(&mut *this.watch.canceller.borrow_mut());
-            *this.watch.canceller.borrow_mut() = canceller.cancel();
+            let canceller = std::mem::take(&mut *watch.canceller.borrow_mut());
+            *watch.canceller.borrow_mut() = canceller.cancel();
         }
-        this.watch.register(cx.waker());
+        watch.register(cx.waker());
         Poll::Pending
     }
 }
