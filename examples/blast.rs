@@ -243,16 +243,8 @@ async fn connection(
         }
         let mut seen = 0;
         while seen < depth {
-            let len = buf.len();
-            if buf.capacity() - len < 16 << 10 {
-                buf.reserve(64 << 10);
-            }
-            let cap = buf.capacity();
-            let (read, slice) = stream.read(buf.slice_mut(len..cap)).await;
-            buf = slice.into_inner();
-            match read {
-                Ok(0) | Err(_) => return fail(),
-                Ok(_) => {}
+            if !read_into(&mut stream, &mut buf).await {
+                return fail();
             }
             let mut pos = 0;
             while let Some(i) = finder.find(&buf[pos..]) {
@@ -414,16 +406,8 @@ async fn open_loop_connection(addr: SocketAddr, request: &'static [u8], i: usize
         }
         // One answer: its status line, then whatever the read brought with it.
         loop {
-            let len = buf.len();
-            if buf.capacity() - len < 4096 {
-                buf.reserve(16 << 10);
-            }
-            let cap = buf.capacity();
-            let (read, slice) = stream.read(buf.slice_mut(len..cap)).await;
-            buf = slice.into_inner();
-            match read {
-                Ok(0) | Err(_) => return fail(),
-                Ok(_) => {}
+            if !read_into(&mut stream, &mut buf).await {
+                return fail();
             }
             if let Some(at) = finder.find(&buf) {
                 if let Some(&digit) = buf.get(at + STATUS_LINE.len()) {
@@ -441,4 +425,17 @@ async fn open_loop_connection(addr: SocketAddr, request: &'static [u8], i: usize
             }
         }
     }
+}
+
+/// Appends one read's bytes to `buf` (growing it as needed); `false` when the server
+/// closed or the read failed.
+async fn read_into(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let len = buf.len();
+    if buf.capacity() - len < 16 << 10 {
+        buf.reserve(64 << 10);
+    }
+    let cap = buf.capacity();
+    let (read, slice) = stream.read(std::mem::take(buf).slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    matches!(read, Ok(n) if n > 0)
 }

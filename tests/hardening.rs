@@ -107,6 +107,19 @@ fn a_dead_shard_is_restarted_with_a_fresh_listener_under_the_restart_policy() {
             }),
             "{backend:?}: no answer after the restart"
         );
+        // Every new connection is answered: the dead shard's listener left the port's
+        // SO_REUSEPORT group (one nobody accepts on would take its share and hang them).
+        for i in 0..24 {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+            let mut b = [0u8; 64];
+            let n = s.read(&mut b).unwrap_or(0);
+            assert!(
+                b[..n].starts_with(b"HTTP/1.1 200"),
+                "{backend:?}: connection {i} after the restart hung"
+            );
+        }
         assert!(eventually(Duration::from_secs(3), || metric(&server, "ringo_shard_restarts_total") == 1));
         assert!(eventually(Duration::from_secs(3), || admin_get(&server, "/healthz").status == 200));
         let report = server.shutdown();

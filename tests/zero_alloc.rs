@@ -55,6 +55,18 @@ fn probed(mut r: Router) -> Result<Router, RouteError> {
     Ok(r)
 }
 
+/// One shard on loopback with the admin listener (so the snapshot ticker runs).
+fn one_shard(backend: ringo::IoBackend) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin: Some("127.0.0.1:0".parse().expect("addr")),
+        shards: Some(1),
+        io_backend: backend,
+        limits: Limits::default(),
+        ..ServerConfig::default()
+    }
+}
+
 fn allocations(c: &mut Raw) -> u64 {
     c.get("/__allocations").text().parse().expect("number")
 }
@@ -63,15 +75,7 @@ fn allocations(c: &mut Raw) -> u64 {
 fn steady_state_keep_alive_requests_allocate_nothing() {
     for backend in BACKENDS {
         // With the control thread on, so the shard's snapshot ticker runs too.
-        let cfg = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            admin: Some("127.0.0.1:0".parse().expect("addr")),
-            shards: Some(1),
-            io_backend: backend,
-            limits: Limits::default(),
-            ..ServerConfig::default()
-        };
-        let server = Server::new(app_with_probe).config(cfg).start().expect("starts");
+        let server = Server::new(app_with_probe).config(one_shard(backend)).start().expect("starts");
         let mut c = Raw::connect(server.local_addr());
         let paths = ["/plaintext", "/json", "/users/42", "/users/a%20b", "/mw/users/7"];
         let round = |c: &mut Raw| {
@@ -252,14 +256,7 @@ fn client_ip_and_cors_allocate_nothing_in_steady_state() {
 #[test]
 fn parking_and_unparking_allocate_only_the_parks_own_two() {
     for backend in BACKENDS {
-        let cfg = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            admin: Some("127.0.0.1:0".parse().expect("addr")),
-            shards: Some(1),
-            io_backend: backend,
-            ..ServerConfig::default()
-        };
-        let server = Server::new(app_with_probe).config(cfg).start().expect("starts");
+        let server = Server::new(app_with_probe).config(one_shard(backend)).start().expect("starts");
         let mut c = Raw::connect(server.local_addr());
         let mut other = Raw::connect(server.local_addr());
         for _ in 0..200 {

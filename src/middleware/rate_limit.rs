@@ -123,9 +123,11 @@ impl RateLimit {
         RateLimit { scope, origin: Instant::now() }
     }
 
-    /// Checks the request; the decision and the burst it was measured against.
+    /// Checks the request; the decision and the burst it was measured against. The time
+    /// is the request's start (the shard clock's reading), not a fresh clock read.
     fn check(&self, c: &Context) -> (Decision, u32, bool) {
-        let now = self.origin.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        let now =
+            c.started.saturating_duration_since(self.origin).as_nanos().min(u128::from(u64::MAX)) as u64;
         match &self.scope {
             Scope::Shard { gcra, tat } => {
                 let mut t = tat.get();

@@ -132,10 +132,12 @@ async fn serve_requests(
     let stats = Rc::clone(&shard.handle.stats);
     loop {
         if conn.input.pending().is_empty() {
-            conn.flush().await?;
+            // The answers are encoded: the request state goes back before the write, so
+            // a connection waiting on a slow reader holds only its write buffer.
             if let Some(state) = held.take() {
                 shard.give_state(state);
             }
+            conn.flush().await?;
             conn.shrink_idle();
             wait_idle(shard, conn).await?;
         }

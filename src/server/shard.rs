@@ -201,6 +201,11 @@ where
             tracing::warn!(shard = id, core, "could not pin shard to core");
         }
     }
+    // A second descriptor for the listening socket, outside the runtime: if the shard
+    // dies, the runtime's own may never be closed (its close is queued on a ring that is
+    // torn down unwinding), and a listener nobody accepts on would keep its share of
+    // the port's SO_REUSEPORT group, so this one takes the socket out of LISTEN.
+    let dead_listener_guard = listener.try_clone().ok();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         backend::block_on(spec.backend, serve(&spec, listener))
     }));
@@ -211,7 +216,13 @@ where
                 spec.ready.send(Err(ShardStartError::Io { shard: id, what: "building the runtime", source }));
             DrainReport::default()
         }
-        Err(panic) => died(spec, panic_message(&*panic)),
+        Err(panic) => {
+            if let Some(l) = &dead_listener_guard {
+                crate::sys::shutdown_socket(std::os::fd::AsRawFd::as_raw_fd(l), crate::sys::Direction::Both);
+            }
+            drop(dead_listener_guard);
+            died(spec, panic_message(&*panic))
+        }
     }
 }
 
