@@ -28,7 +28,7 @@ use monoio::net::TcpStream;
 
 use crate::metrics::ShardStats;
 use crate::shard_handle::ShardClock;
-use crate::watch::{Watch, Watched};
+use crate::watch::{Expired, Watch, Watched};
 
 /// A connection's socket, write buffer and in-flight count.
 #[derive(Debug, Default)]
@@ -121,7 +121,7 @@ impl Transport {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            Err(Expired) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
         }
     }
 

@@ -5,7 +5,7 @@
 //! deadline in its [`Watch`] (a plain `Cell` write, from the shard's cached clock) and
 //! waits through [`Watched`]; the shard's sweep ([`ConnRegistry::sweep`], every
 //! [`TICK`]) marks the watches whose deadline passed and wakes their tasks, and the
-//! waiting future then ends with [`Interrupt::Expired`] (dropping, so cancelling, the
+//! waiting future then ends with [`Expired`] (dropping, so cancelling, the
 //! operation). Deadlines are therefore kept to within one tick, late, never early.
 //!
 //! The same sweep parks connections that idle longer than [`PARK_AFTER`]: it cancels
@@ -110,12 +110,9 @@ impl Watch {
     }
 }
 
-/// How a watched wait ended without its own result.
+/// A watched wait ended because the sweep found its deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Interrupt {
-    /// The deadline passed.
-    Expired,
-}
+pub(crate) struct Expired;
 
 pin_project_lite::pin_project! {
     /// A future that ends with its own output, or when the sweep finds its deadline
@@ -136,7 +133,7 @@ impl<'a, F: Future> Watched<'a, F> {
 }
 
 impl<F: Future> Future for Watched<'_, F> {
-    type Output = Result<F::Output, Interrupt>;
+    type Output = Result<F::Output, Expired>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -145,7 +142,7 @@ impl<F: Future> Future for Watched<'_, F> {
             return Poll::Ready(Ok(out));
         }
         if watch.expired.get() {
-            return Poll::Ready(Err(Interrupt::Expired));
+            return Poll::Ready(Err(Expired));
         }
         if watch.park_now.replace(false) {
             // The read ends soon with "cancelled" (or with bytes that came first).
@@ -212,14 +209,12 @@ impl ConnRegistry {
     }
 
     /// Wakes the connections whose deadline passed by `now`, and asks those idle since
-    /// before `now - PARK_AFTER` to park. Returns how many deadlines expired.
-    pub(crate) fn sweep(&self, now: Instant) -> usize {
-        let mut expired = 0;
+    /// before `now - PARK_AFTER` to park.
+    pub(crate) fn sweep(&self, now: Instant) {
         let park_before = now.checked_sub(PARK_AFTER);
         for watch in self.slots.iter().filter(|w| w.live.get()) {
             if watch.deadline.get().is_some_and(|d| d <= now) && !watch.expired.get() {
                 watch.expired.set(true);
-                expired += 1;
                 watch.wake();
                 continue;
             }
@@ -231,7 +226,6 @@ impl ConnRegistry {
                 watch.wake();
             }
         }
-        expired
     }
 
     /// Shuts down idle connections (or all), waking their waits with end of file.

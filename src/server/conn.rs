@@ -221,10 +221,7 @@ async fn wait_idle(shard: &ShardLocal, conn: &mut Connection) -> Result<(), End>
     }
     let clock = &shard.handle.clock;
     let deadline = clock.now() + Duration::from_millis(shard.limits().idle_timeout_ms);
-    let watch = conn.transport.watch.clone();
-    if let Some(w) = &watch {
-        w.set_idle(Some(clock.now()));
-    }
+    conn.set_idle(Some(clock.now()));
     let outcome = loop {
         match conn.read_more(deadline, 0).await {
             Ok(0) | Err(ReadError::TimedOut) => break Err(End::Quiet),
@@ -237,9 +234,7 @@ async fn wait_idle(shard: &ShardLocal, conn: &mut Connection) -> Result<(), End>
             Err(ReadError::Io(e)) => break Err(End::Io(e)),
         }
     };
-    if let Some(w) = &watch {
-        w.set_idle(None);
-    }
+    conn.set_idle(None);
     outcome
 }
 

@@ -30,7 +30,7 @@ use super::buffers::{BufferPool, CLASSES};
 use crate::context::Context;
 use crate::shard_handle::ShardHandle;
 use crate::transport::Transport;
-use crate::watch::{Interrupt, Watched};
+use crate::watch::{Expired, Watched};
 
 /// Most bytes one read may bring in.
 pub(crate) const READ_CHUNK: usize = 64 << 10;
@@ -159,6 +159,14 @@ impl Connection {
         }
     }
 
+    /// Marks the connection idle between requests since `since` (drain and parking
+    /// look at it), or busy again (`None`).
+    pub(crate) fn set_idle(&self, since: Option<Instant>) {
+        if let Some(watch) = &self.transport.watch {
+            watch.set_idle(since);
+        }
+    }
+
     /// Request bytes arrived: the write buffer is taken from the pool if the connection
     /// gave it back while idle.
     pub(crate) fn ready_to_answer(&mut self) {
@@ -187,7 +195,7 @@ impl Connection {
         self.input.buf = self.buffers.take(BUF_SMALL);
         match ready {
             Ok(r) => r.map(|()| true),
-            Err(Interrupt::Expired) => Ok(false),
+            Err(Expired) => Ok(false),
         }
     }
 
@@ -235,7 +243,7 @@ impl Connection {
                 }
             }
             // The buffer went down with the cancelled read; the connection closes anyway.
-            Err(Interrupt::Expired) => Err(ReadError::TimedOut),
+            Err(Expired) => Err(ReadError::TimedOut),
         }
     }
 
