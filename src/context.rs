@@ -497,7 +497,9 @@ impl Context {
 
     /// Answers with a plain-text body.
     pub fn string(&self, status: u16, text: &str) {
-        self.bytes(status, "text/plain; charset=utf-8", text.as_bytes());
+        // ringo's own constant content type: nothing to check (checking it on every
+        // answer was 5 % of a saturated shard's instructions).
+        self.answer_bytes(status, b"text/plain; charset=utf-8", text.as_bytes());
     }
 
     /// Answers with raw bytes and a content type. A content type that is not a valid
@@ -511,8 +513,15 @@ impl Context {
             resp.close = false;
             return;
         }
+        drop(resp);
+        self.answer_bytes(status, content_type.as_bytes(), data);
+    }
+
+    /// [`bytes`](Context::bytes) with a content type known to be a valid field value.
+    fn answer_bytes(&self, status: u16, content_type: &[u8], data: &[u8]) {
+        let mut resp = self.resp.borrow_mut();
         resp.set_status(status);
-        resp.set_content_type(content_type.as_bytes());
+        resp.set_content_type(content_type);
         resp.body.clear();
         resp.body.extend_from_slice(data);
     }

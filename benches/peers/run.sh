@@ -2,6 +2,9 @@
 # Runs one peer server in the foreground: run.sh NAME PORT WORKERS
 #
 # NAME: actix hyper may-minihttp glommio monoio-bare uring-raw (target/release/NAME),
+#       uring-raw-single (uring-raw with URING_RAW_SINGLESHOT=1: single-shot accept and
+#       recv into the connection's own buffer, to measure what multishot and provided
+#       buffers are worth),
 #       gin echo (bin/NAME), nginx (nginx/nginx.conf.template rendered into a fresh
 #       directory, `nginx -g 'daemon off;' -c FILE`); the proxies ringo-proxy (the
 #       repository's examples/proxy) and nginx-proxy (nginx/nginx-proxy.conf.template),
@@ -17,7 +20,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare uring-raw uring-raw-single gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -35,6 +38,11 @@ case $name in
     bin="$here/target/release/$name"
     need "$bin"
     exec "$bin" --host "$host" --port "$port" --workers "$workers"
+    ;;
+  uring-raw-single)
+    bin="$here/target/release/uring-raw"
+    need "$bin"
+    URING_RAW_SINGLESHOT=1 exec "$bin" --host "$host" --port "$port" --workers "$workers"
     ;;
   gin | echo)
     bin="$here/bin/$name"

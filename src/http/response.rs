@@ -45,6 +45,13 @@ pub(crate) struct Head<'a> {
 
 /// Appends the encoded head, through the empty line, to `out`.
 pub(crate) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
+    write_prefix(out, head);
+    write_rest(out, head);
+}
+
+/// The head's start, the part answers of one shard mostly share: status line,
+/// `Server`, `Date` and `Content-Type`.
+fn write_prefix(out: &mut Vec<u8>, head: &Head<'_>) {
     let line = status_line(head.status);
     if line.is_empty() {
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -61,6 +68,10 @@ pub(crate) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
         out.extend_from_slice(head.content_type);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// The head's framing, extra fields, `Connection` and the empty line.
+fn write_rest(out: &mut Vec<u8>, head: &Head<'_>) {
     match head.length {
         BodyLength::Fixed(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -77,6 +88,40 @@ pub(crate) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
         ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The encoded [prefix](write_prefix) of the last head written through it, with the
+/// status, date and content type it was made of. A shard's answers mostly share all
+/// three, so a head costs three comparisons and one copy instead of encoding six pieces
+/// (encoding was 8 % of a saturated shard's instructions). The bytes written are the
+/// same either way: the prefix comes from [`write_prefix`].
+#[derive(Debug, Default)]
+pub(crate) struct HeadMemo {
+    status: u16,
+    date: [u8; DATE_LEN],
+    content_type: Vec<u8>,
+    /// Empty until the first head.
+    prefix: Vec<u8>,
+}
+
+impl HeadMemo {
+    /// [`write_head`], re-encoding the prefix only when its parts changed.
+    pub(crate) fn write_head(&mut self, out: &mut Vec<u8>, head: &Head<'_>) {
+        if self.prefix.is_empty()
+            || self.status != head.status
+            || self.date != *head.date
+            || self.content_type != head.content_type
+        {
+            self.prefix.clear();
+            write_prefix(&mut self.prefix, head);
+            self.status = head.status;
+            self.date = *head.date;
+            self.content_type.clear();
+            self.content_type.extend_from_slice(head.content_type);
+        }
+        out.extend_from_slice(&self.prefix);
+        write_rest(out, head);
+    }
 }
 
 /// Appends a complete plain-text answer to a protocol error, with `Connection: close`.

@@ -413,7 +413,7 @@ fn finish_response(
     };
     let no_body = forbids_body(resp.status);
     let length = if no_body { BodyLength::Omitted } else { BodyLength::Fixed(resp.body.len()) };
-    response::write_head(
+    shard.head_memo.borrow_mut().write_head(
         out,
         &Head {
             status: resp.status,

@@ -23,6 +23,7 @@ use crate::context::Context;
 use crate::control::budgets::LimiterSpec;
 use crate::control::{SNAPSHOT_EVERY, ShardLink, ShardReport};
 use crate::http::Limits;
+use crate::http::response::HeadMemo;
 use crate::metrics::{LimiterUsage, Snapshot};
 use crate::ratelimit::GlobalShare;
 use crate::router::{RouteError, Router};
@@ -50,6 +51,8 @@ pub(crate) struct ShardLocal {
     pub(crate) draining: Cell<bool>,
     pub(crate) buffers: Rc<BufferPool>,
     pub(crate) conns: RefCell<ConnRegistry>,
+    /// The shard's answers' shared head start, encoded once (see [`HeadMemo`]).
+    pub(crate) head_memo: RefCell<HeadMemo>,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
     pool: RefCell<Vec<Box<RequestState>>>,
@@ -62,6 +65,7 @@ impl ShardLocal {
             draining: Cell::new(false),
             buffers: Rc::new(BufferPool::default()),
             conns: RefCell::new(ConnRegistry::default()),
+            head_memo: RefCell::new(HeadMemo::default()),
             pool: RefCell::new(Vec::new()),
         })
     }
