@@ -12,6 +12,7 @@
 //! | `router` | [`router`] | registration never panics; a found route's pattern matches the path, its parameters are pieces of it; a route that matches is found |
 //! | `decode` | [`decode`] | query and parameter decoding through a `Context` agree with a reference decoder; percent-encoded bytes decode back |
 //! | `chunked` | [`chunked`] | the chunked decoder agrees with a strict RFC 9112 reference, and any split of the input gives the same result |
+//! | `head` | [`head`] | the head parser's fast path and its general path (httparse) give the same outcome and head, for the input and its prefixes |
 //!
 //! Nothing here touches the internals it drives beyond their crate-visible functions;
 //! the `conn` target uses the public API only.
@@ -19,6 +20,7 @@
 pub mod chunked;
 pub mod conn;
 pub mod decode;
+pub mod head;
 pub mod router;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

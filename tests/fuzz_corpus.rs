@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use ringo::fuzz_api::{self, chunked, conn, decode, router};
+use ringo::fuzz_api::{self, chunked, conn, decode, head, router};
 
 /// The corpus and regression files of `target`, sorted.
 fn inputs(target: &str) -> Vec<PathBuf> {
@@ -78,4 +78,12 @@ fn decode_corpus() {
 fn chunked_corpus_strict() {
     count_panics();
     replay("chunked", |data| chunked::run(data, true));
+}
+
+/// The head parser's fast path answers as the general path does, on every seed and its
+/// prefixes.
+#[test]
+fn head_corpus() {
+    count_panics();
+    replay("head", head::run);
 }

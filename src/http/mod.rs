@@ -13,6 +13,7 @@ pub(crate) mod limits;
 pub(crate) mod method;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod scan;
 pub(crate) mod status;
 
 pub use error::HttpError;

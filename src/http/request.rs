@@ -1,4 +1,5 @@
-//! Request heads: parsing with httparse, and the framing rules that stop request smuggling.
+//! Request heads: parsing (plain heads by [`super::scan`], the rest by httparse), and the
+//! framing rules that stop request smuggling.
 //!
 //! The head is parsed straight out of the connection's read buffer; every string in a
 //! [`RequestHead`] is a [`Span`] (offsets into that buffer), so nothing is copied and the
@@ -35,6 +36,7 @@ use super::chars::{IPV_FUTURE, REG_NAME, hex_value, is};
 use super::error::HttpError;
 use super::limits::{HEADER_ARRAY, Limits};
 use super::method::Method;
+use super::scan::{self, Scanned};
 
 /// The largest offset a [`Span`] can hold: a request (head and in-buffer body) must end
 /// at or before it.
@@ -173,36 +175,42 @@ pub(crate) enum Parse {
 /// Limits are checked on partial input too, so a client cannot make the buffer grow
 /// past `max_header_bytes` by never finishing its head.
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<Parse, HttpError> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_ARRAY];
-    let slots = &mut slots[..limits.header_count()];
-    let mut req = httparse::Request::new(&mut []);
-    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
-    let head_len = match status {
-        Ok(httparse::Status::Partial) => {
-            check_partial_limits(buf, limits)?;
-            return Ok(Parse::Partial);
-        }
-        Ok(httparse::Status::Complete(len)) => len,
-        Err(httparse::Error::Version) => match version_verdict(buf) {
-            Verdict::Partial => {
-                check_partial_limits(buf, limits)?;
-                return Ok(Parse::Partial);
-            }
-            Verdict::Unsupported => return Err(HttpError::VersionNotSupported),
-            Verdict::Malformed => return Err(map_parse_error(buf, limits)),
-        },
-        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
-        Err(_) => return Err(map_parse_error(buf, limits)),
+    parse_head_by(buf, limits, head, Path::Fast)
+}
+
+/// Which tokenizer [`parse_head_by`] tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// [`scan::scan_head`], then httparse for what it leaves.
+    Fast,
+    /// httparse only ([`paths_agree`] holds the two paths to the same results).
+    General,
+}
+
+fn parse_head_by(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+    path: Path,
+) -> Result<Parse, HttpError> {
+    // A head longer than the limit is refused whatever it holds, so the fast path looks
+    // no further (and every span it makes fits).
+    let window = &buf[..buf.len().min(header_limit(limits))];
+    let scanned = match path {
+        Path::Fast => scan::scan_head(window, limits.header_count(), &mut head.headers),
+        Path::General => None,
     };
-    // httparse guarantees these are present on Complete.
-    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(HttpError::Malformed);
+    let Scanned { method, target, minor, head_len } = match scanned {
+        Some(scanned) => scanned,
+        None => match tokenize(buf, limits, &mut head.headers)? {
+            Some(scanned) => scanned,
+            None => return Ok(Parse::Partial),
+        },
     };
     // A complete request line ends right after its target's " HTTP/1.x" with CRLF (or
-    // a bare LF, refused below): no scan from the start of the buffer, which was 2 % of
-    // a saturated shard's instructions (and memchr's set-up for a 10-byte hop, 3 %).
-    let target_end = Span::of(buf, target.as_bytes()).end as usize;
-    let version_end = target_end + " HTTP/1.1".len();
+    // a bare LF, refused by `tokenize`): no scan from the start of the buffer, which was
+    // 2 % of a saturated shard's instructions (and memchr's set-up for a 10-byte hop, 3 %).
+    let version_end = target.end as usize + " HTTP/1.1".len();
     let line_len = match buf.get(version_end..version_end + 2) {
         Some([b'\r', b'\n']) => version_end + 2,
         Some([b'\n', _]) => version_end + 1,
@@ -215,24 +223,15 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits, head: &mut RequestHead) ->
     if head_len > header_limit(limits) {
         return Err(HttpError::HeadersTooLarge);
     }
-    let crlf_only = lines_end_in_crlf(buf, head_len, Span::of(buf, method.as_bytes()), req.headers);
-    debug_assert_eq!(crlf_only, !has_bare_cr_or_lf(&buf[..head_len]), "line-ending check vs full scan");
-    if !crlf_only {
-        return Err(HttpError::BareLineEnding);
-    }
     head.minor_version = minor;
-    head.method = Method::from_bytes(method.as_bytes()).ok_or(HttpError::MethodNotImplemented)?;
+    head.method = Method::from_bytes(method.get(buf)).ok_or(HttpError::MethodNotImplemented)?;
     head.head_len = head_len;
-    head.target = Span::of(buf, target.as_bytes());
+    head.target = target;
     let authority = split_target(buf, head)?;
 
-    head.headers.clear();
     let mut fields = FieldSummary::default();
-    for h in req.headers.iter() {
-        let name = Span::of(buf, h.name.as_bytes());
-        let value = Span::of(buf, h.value);
-        head.headers.push((name, value));
-        fields.observe(h.name.as_bytes(), h.value, &mut head.host_memo)?;
+    for &(name, value) in &head.headers {
+        fields.observe(name.get(buf), value.get(buf), &mut head.host_memo)?;
     }
     fields.finish(head, limits)?;
     if let Some(authority) = authority {
@@ -244,6 +243,76 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits, head: &mut RequestHead) ->
         }
     }
     Ok(Parse::Complete(head_len))
+}
+
+/// Parses `raw` into fresh heads by both paths and compares the outcomes, and the heads
+/// when complete; `Ok(true)` when the fast path tokenized it. The differential oracle of
+/// the tests and of the `head` fuzz target.
+pub(crate) fn paths_agree(raw: &[u8], limits: &Limits) -> Result<bool, String> {
+    let mut fast = RequestHead::new(limits.header_count());
+    let mut general = RequestHead::new(limits.header_count());
+    let got = parse_head_by(raw, limits, &mut fast, Path::Fast);
+    let want = parse_head_by(raw, limits, &mut general, Path::General);
+    let shown = || String::from_utf8_lossy(raw).into_owned();
+    if got != want {
+        return Err(format!("fast path {got:?}, general path {want:?}: {:?}", shown()));
+    }
+    if matches!(want, Ok(Parse::Complete(_))) && format!("{fast:?}") != format!("{general:?}") {
+        return Err(format!("heads differ: fast {fast:?}, general {general:?}: {:?}", shown()));
+    }
+    let window = &raw[..raw.len().min(header_limit(limits))];
+    Ok(scan::scan_head(window, limits.header_count(), &mut Vec::new()).is_some())
+}
+
+/// The general tokenizer: httparse, then ringo's refusals of what httparse tolerates
+/// (bare line endings, a version it lacks told apart from bad syntax). Fills `fields`;
+/// `None` while the head is partial.
+fn tokenize(
+    buf: &[u8],
+    limits: &Limits,
+    fields: &mut Vec<(Span, Span)>,
+) -> Result<Option<Scanned>, HttpError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_ARRAY];
+    let slots = &mut slots[..limits.header_count()];
+    let mut req = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
+    let head_len = match status {
+        Ok(httparse::Status::Partial) => {
+            check_partial_limits(buf, limits)?;
+            return Ok(None);
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Err(httparse::Error::Version) => match version_verdict(buf) {
+            Verdict::Partial => {
+                check_partial_limits(buf, limits)?;
+                return Ok(None);
+            }
+            Verdict::Unsupported => return Err(HttpError::VersionNotSupported),
+            Verdict::Malformed => return Err(map_parse_error(buf, limits)),
+        },
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(_) => return Err(map_parse_error(buf, limits)),
+    };
+    // httparse guarantees these are present on Complete.
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::Malformed);
+    };
+    let target = Span::of(buf, target.as_bytes());
+    if request_line_len(buf) > limits.max_request_line {
+        return Err(HttpError::UriTooLong);
+    }
+    if head_len > header_limit(limits) {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let method = Span::of(buf, method.as_bytes());
+    let crlf_only = lines_end_in_crlf(buf, head_len, method, req.headers);
+    debug_assert_eq!(crlf_only, !has_bare_cr_or_lf(&buf[..head_len]), "line-ending check vs full scan");
+    if !crlf_only {
+        return Err(HttpError::BareLineEnding);
+    }
+    fields.clear();
+    fields.extend(req.headers.iter().map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))));
+    Ok(Some(Scanned { method, target, minor, head_len }))
 }
 
 /// `max_header_bytes`, capped so that a head always fits in a [`Span`].
@@ -394,7 +463,7 @@ fn split_target(buf: &[u8], head: &mut RequestHead) -> Result<Option<Span>, Http
         };
     let rest = &bytes[path_start..];
     // One pass in the common case: the path ends at '?' (or the end) and holds no '%'.
-    let mut path_len = find_query_or_escape(rest).unwrap_or(rest.len());
+    let mut path_len = scan::find_query_or_escape(rest).unwrap_or(rest.len());
     if rest.get(path_len) == Some(&b'%') {
         path_len += rest[path_len..].iter().position(|&b| b == b'?').unwrap_or(rest.len() - path_len);
         if !pct_encoding_ok(&rest[..path_len]) {
@@ -408,35 +477,6 @@ fn split_target(buf: &[u8], head: &mut RequestHead) -> Result<Option<Span>, Http
     };
     head.query = (path_len < rest.len()).then(|| Span::new(path_at + path_len + 1, base + bytes.len()));
     Ok(authority)
-}
-
-/// The index of the first `?` or `%` in `s`, eight bytes per step.
-///
-/// Written by hand: paths are short, and for them memchr's vector set-up cost more
-/// than a byte loop (86 against about 70 instructions for `/plaintext`); this costs
-/// about 30.
-fn find_query_or_escape(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // The high bit of each byte of `word` equal to `b`, and possibly of bytes after
-    // the first such byte (a borrow runs upwards): the lowest set bit is exact.
-    let matches = |word: u64, b: u8| {
-        let x = word ^ (ONES * u64::from(b));
-        x.wrapping_sub(ONES) & !x & HIGHS
-    };
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let hits = matches(word, b'?') | matches(word, b'%');
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks.remainder().iter().position(|&b| b == b'?' || b == b'%').map(|i| at + i)
 }
 
 /// The length of an `http://` or `https://` prefix of `target` (any case).
@@ -862,22 +902,49 @@ mod tests {
         }
     }
 
+    fn both_paths_agree(raw: &[u8], limits: &Limits) -> bool {
+        paths_agree(raw, limits).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
-    fn query_or_escape_search_is_exact() {
-        let plain = |s: &[u8]| s.iter().position(|&b| b == b'?' || b == b'%');
-        for len in 0..40 {
-            for at in 0..len {
-                for b in 0..=255u8 {
-                    let mut s = vec![b'a'; len];
-                    s[at] = b;
-                    assert_eq!(find_query_or_escape(&s), plain(&s), "len {len}, {b:#04x} at {at}");
-                    // A second hit later never hides the first.
-                    if at + 1 < len {
-                        s[len - 1] = b'?';
-                        assert_eq!(find_query_or_escape(&s), plain(&s), "len {len}, {b:#04x} at {at}, ?");
+    fn the_fast_path_changes_no_answer() {
+        let heads: [&[u8]; 8] = [
+            b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            b"POST /users/42?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET http://ex.com:81/p%41?q HTTP/1.0\r\nConnection: keep-alive\r\nHost: b\r\n\r\n",
+            b"PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nA:\r\nB: \t x \t\r\nC:\ty\r\nD: caf\xc3\xa9\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n",
+            b"DELETE /a/b/c/d/e/f/g/h HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: h\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n\r\n",
+        ];
+        let small = Limits { max_headers: 3, max_request_line: 24, ..Limits::default() };
+        for limits in [Limits::default(), small] {
+            for raw in heads {
+                both_paths_agree(raw, &limits);
+                // Every prefix (partial heads), every one-byte change, every one-byte
+                // insertion: the answers agree, and most of the plain ones are fast.
+                for cut in 0..raw.len() {
+                    both_paths_agree(&raw[..cut], &limits);
+                }
+                for at in 0..raw.len() {
+                    for b in 0..=255u8 {
+                        let mut changed = raw.to_vec();
+                        changed[at] = b;
+                        both_paths_agree(&changed, &limits);
+                        let mut longer = raw.to_vec();
+                        longer.insert(at, b);
+                        both_paths_agree(&longer, &limits);
                     }
                 }
             }
+        }
+        for raw in heads {
+            assert!(
+                both_paths_agree(raw, &Limits::default()),
+                "{:?} takes the fast path",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 

@@ -1,7 +1,9 @@
 //! Response heads: encoded straight into the connection's write buffer.
 //!
 //! Status lines come pre-encoded ([`super::status`]), the `Date` value from the shard's
-//! cache, numbers through itoa; a head is a handful of `extend_from_slice` calls.
+//! cache, numbers through itoa; a head is a handful of `extend_from_slice` calls, and
+//! the engine's [`HeadMemo`] turns the part answers share (status line, `Server`,
+//! `Date`, `Content-Type`) into one copy.
 
 use super::date::DATE_LEN;
 use super::error::HttpError;
@@ -233,5 +235,39 @@ mod tests {
         out.extend_from_slice(LAST_CHUNK);
         assert_eq!(&out[..4], b"1a\r\n");
         assert!(out.ends_with(b"x\r\n0\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_memo_writes_what_write_head_writes() {
+        const LATER: &[u8; DATE_LEN] = b"Sun, 06 Nov 1994 08:49:38 GMT";
+        let mut memo = HeadMemo::default();
+        let statuses = [200, 200, 404, 299, 200, 204];
+        let types: [&[u8]; 4] = [b"text/plain; charset=utf-8", b"application/json", b"", b"text/plain"];
+        let lengths = [BodyLength::Fixed(13), BodyLength::Chunked, BodyLength::Omitted, BodyLength::Fixed(0)];
+        let connections = [ConnectionHeader::Default, ConnectionHeader::Close, ConnectionHeader::KeepAlive];
+        let mut n = 0;
+        for date in [DATE, DATE, LATER, DATE] {
+            for &status in &statuses {
+                for content_type in types {
+                    n += 1;
+                    let head = Head {
+                        status,
+                        content_type,
+                        extra: if n % 3 == 0 { b"X-A: 1\r\n" } else { b"" },
+                        length: lengths[n % lengths.len()],
+                        connection: connections[n % connections.len()],
+                        date,
+                    };
+                    let (mut plain, mut memoized) = (b"pending".to_vec(), b"pending".to_vec());
+                    write_head(&mut plain, &head);
+                    memo.write_head(&mut memoized, &head);
+                    assert_eq!(
+                        String::from_utf8_lossy(&memoized),
+                        String::from_utf8_lossy(&plain),
+                        "head {n}: {head:?}"
+                    );
+                }
+            }
+        }
     }
 }
