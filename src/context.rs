@@ -506,14 +506,13 @@ impl Context {
     /// header value (CR, LF, NUL or another control byte) is never sent: the response
     /// becomes a 500 and the mistake is logged.
     pub fn bytes(&self, status: u16, content_type: &str, data: &[u8]) {
-        let mut resp = self.resp.borrow_mut();
         if !field::is_value(content_type.as_bytes()) {
             tracing::error!(path = self.path(), "refused a content type with forbidden bytes; answering 500");
+            let mut resp = self.resp.borrow_mut();
             resp.reset_for_error(500);
             resp.close = false;
             return;
         }
-        drop(resp);
         self.answer_bytes(status, content_type.as_bytes(), data);
     }
 

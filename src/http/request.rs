@@ -201,28 +201,23 @@ fn parse_head_by(
         Path::General => None,
     };
     let Scanned { method, target, minor, head_len } = match scanned {
-        Some(scanned) => scanned,
+        Some(scanned) => {
+            // A scanned head has no leading empty lines and ends its request line in
+            // " HTTP/1.x" CRLF, so the line's length is known without a search; and it
+            // ended inside the window, so within `max_header_bytes`. (`tokenize` checks
+            // both for the general path, before its line-ending check.)
+            let line_len = scanned.target.end as usize + " HTTP/1.1\r\n".len();
+            debug_assert_eq!(line_len, request_line_len(buf), "request line end vs full scan");
+            if line_len > limits.max_request_line {
+                return Err(HttpError::UriTooLong);
+            }
+            scanned
+        }
         None => match tokenize(buf, limits, &mut head.headers)? {
             Some(scanned) => scanned,
             None => return Ok(Parse::Partial),
         },
     };
-    // A complete request line ends right after its target's " HTTP/1.x" with CRLF (or
-    // a bare LF, refused by `tokenize`): no scan from the start of the buffer, which was
-    // 2 % of a saturated shard's instructions (and memchr's set-up for a 10-byte hop, 3 %).
-    let version_end = target.end as usize + " HTTP/1.1".len();
-    let line_len = match buf.get(version_end..version_end + 2) {
-        Some([b'\r', b'\n']) => version_end + 2,
-        Some([b'\n', _]) => version_end + 1,
-        _ => request_line_len(buf),
-    };
-    debug_assert_eq!(line_len, request_line_len(buf), "request line end vs full scan");
-    if line_len > limits.max_request_line {
-        return Err(HttpError::UriTooLong);
-    }
-    if head_len > header_limit(limits) {
-        return Err(HttpError::HeadersTooLarge);
-    }
     head.minor_version = minor;
     head.method = Method::from_bytes(method.get(buf)).ok_or(HttpError::MethodNotImplemented)?;
     head.head_len = head_len;
