@@ -26,6 +26,7 @@ use crate::http::field;
 use crate::http::request::{RequestHead, Span};
 use crate::http::response::{self, BodyLength, ConnectionHeader};
 use crate::http::status::forbids_body;
+use crate::http::words::str_of;
 use crate::shard_handle::ShardHandle;
 use crate::transport::Transport;
 
@@ -194,11 +195,12 @@ pub struct Context {
     pub(crate) trusted_proxies: Option<Rc<TrustedProxies>>,
     /// The connection's socket and write buffer, lent by the engine while the chain
     /// runs (streaming writes through it).
-    pub(crate) transport: Transport,
+    pub(crate) transport: Box<Transport>,
     /// The request's ids for log lines, made current around each poll of its chain.
     pub(crate) log_ids: Rc<Cell<crate::logging::LogIds>>,
-    /// When the engine had the request's head (set per request; the clock is read once
-    /// for the metrics, the access log and the span).
+    /// The request's start: the shard clock's reading when the engine parsed its head
+    /// (when its bytes were read, or when an await before it ended; the clock is not
+    /// read per request). The metrics, the access log and the span count from it.
     pub(crate) started: std::time::Instant,
     /// Set by the trace middleware when this request's span is to be recorded; the
     /// engine writes it to the shard's span ring once the answer is queued.
@@ -235,7 +237,7 @@ impl Context {
             shard,
             peer: None,
             trusted_proxies: None,
-            transport: Transport::default(),
+            transport: Box::default(),
             log_ids: Rc::new(Cell::new(crate::logging::LogIds::default())),
             started: std::time::Instant::now(),
             span: None,
@@ -267,12 +269,12 @@ impl Context {
                 let from = self.decoded.len();
                 self.decoded.extend(percent_encoding::percent_decode(raw));
                 let span = Span::new(from, self.decoded.len());
-                if std::str::from_utf8(span.get(&self.decoded)).is_err() {
+                if str_of(span.get(&self.decoded)).is_none() {
                     return false;
                 }
                 self.params.push(ParamValue::Decoded(span));
             } else {
-                if std::str::from_utf8(raw).is_err() {
+                if str_of(raw).is_none() {
                     return false;
                 }
                 self.params.push(ParamValue::Raw(Span { start, end }));
@@ -290,7 +292,7 @@ impl Context {
 
     /// The request path as sent (still percent-encoded), without the query.
     pub fn path(&self) -> &str {
-        std::str::from_utf8(self.head.path.get(self.req())).unwrap_or("")
+        str_of(self.head.path.get(self.req())).unwrap_or("")
     }
 
     /// The matched route's pattern, e.g. `/users/:id` (Gin's `FullPath`); `""` if none.
@@ -307,12 +309,12 @@ impl Context {
             Some(ParamValue::Decoded(s)) => s.get(&self.decoded),
             None => return "",
         };
-        std::str::from_utf8(bytes).unwrap_or("")
+        str_of(bytes).unwrap_or("")
     }
 
     /// The raw query string after `?`, `""` when there is none.
     pub fn query_string(&self) -> &str {
-        self.head.query.map_or("", |q| std::str::from_utf8(q.get(self.req())).unwrap_or(""))
+        self.head.query.map_or("", |q| str_of(q.get(self.req())).unwrap_or(""))
     }
 
     /// The first value of query parameter `key`, decoded (`+` is a space).
@@ -336,7 +338,7 @@ impl Context {
             .headers
             .iter()
             .find(|(n, _)| n.get(self.req()).eq_ignore_ascii_case(name.as_bytes()))
-            .and_then(|(_, v)| std::str::from_utf8(v.get(self.req())).ok())
+            .and_then(|(_, v)| str_of(v.get(self.req())))
     }
 
     /// The raw bytes of the first request header named `name` (case-insensitive).
@@ -350,10 +352,7 @@ impl Context {
 
     /// Every request header as (name, raw value), in arrival order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.head
-            .headers
-            .iter()
-            .map(|(n, v)| (std::str::from_utf8(n.get(self.req())).unwrap_or(""), v.get(self.req())))
+        self.head.headers.iter().map(|(n, v)| (str_of(n.get(self.req())).unwrap_or(""), v.get(self.req())))
     }
 
     /// The request body (decoded when it came chunked).

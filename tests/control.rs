@@ -107,6 +107,43 @@ fn metrics_count_traffic_by_route_and_the_histogram_adds_up() {
     server.shutdown();
 }
 
+fn slow_app() -> Result<Router, RouteError> {
+    let mut r = Router::new();
+    r.get("/slow", |c: &mut Context| {
+        std::thread::sleep(Duration::from_millis(40));
+        c.string(200, "slow");
+    })?;
+    Ok(r)
+}
+
+#[test]
+fn a_pipelined_batch_is_timed_until_its_responses_are_written() {
+    // Three requests in one write: their responses go out together after the third, so
+    // each one's latency is the whole batch's (about 120 ms), not its own handler's 40.
+    let server = start(slow_app, 1, |_| {});
+    let admin_addr = server.admin_addr().expect("admin");
+    let mut c = Raw::connect(server.local_addr());
+    c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n".repeat(3).as_slice());
+    for _ in 0..3 {
+        assert_eq!(c.response().status, 200);
+    }
+    let name = "ringo_http_request_duration_seconds";
+    let m = metrics_until(admin_addr, |m| sum(m, &format!("{name}_count"), &[]) >= 3.0);
+    assert_eq!(sum(&m, &format!("{name}_count"), &[]), 3.0, "{m}");
+    assert_eq!(sum(&m, "ringo_http_requests_total", &[]), 3.0);
+    assert_eq!(
+        sum(&m, &format!("{name}_bucket"), &["le=\"0.1\""]),
+        0.0,
+        "every one waited for the batch: {m}"
+    );
+    assert!(sum(&m, &format!("{name}_sum"), &[]) >= 3.0 * 0.115, "{m}");
+    // One more, alone: its own 40 ms.
+    assert_eq!(c.get("/slow").status, 200);
+    let m = metrics_until(admin_addr, |m| sum(m, &format!("{name}_count"), &[]) >= 4.0);
+    assert_eq!(sum(&m, &format!("{name}_bucket"), &["le=\"0.05\""]), 1.0, "{m}");
+    server.shutdown();
+}
+
 fn blocking_app() -> Result<Router, RouteError> {
     let mut r = Router::new();
     r.get("/block", |c: &mut Context| {

@@ -181,8 +181,16 @@ fn write_addr(out: &mut Vec<u8>, addr: std::net::SocketAddr, with_port: bool) {
     }
 }
 
-/// A JSON string literal (serde_json's escaping; no allocation).
+/// A JSON string literal (serde_json's escaping; no allocation). A string with nothing
+/// to escape, nearly every one, is copied between quotes: serde_json's byte-by-byte
+/// escape loop was 6 % of a default-stack request's instructions.
 fn json_string(out: &mut Vec<u8>, s: &str) {
+    if !crate::http::words::needs_json_escape(s.as_bytes()) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
     }
@@ -352,6 +360,20 @@ mod tests {
             client: Some("127.0.0.1:5555".parse().expect("addr")),
             referer: None,
             user_agent: ua,
+        }
+    }
+
+    #[test]
+    fn json_strings_are_what_serde_json_writes() {
+        for s in
+            ["", "/plaintext", "/users/:id", "a\"b", "back\\slash", "tab\there", "\u{1}", "café/ü", "\u{7f}x"]
+        {
+            for pad in ["", "0123456789abcdef"] {
+                let s = format!("{pad}{s}{pad}");
+                let mut out = Vec::new();
+                json_string(&mut out, &s);
+                assert_eq!(String::from_utf8(out).ok(), serde_json::to_string(&s).ok(), "{s:?}");
+            }
         }
     }
 

@@ -11,31 +11,41 @@ use std::time::SystemTime;
 /// Length of an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) const DATE_LEN: usize = 29;
 
+/// A `Date` value and its stamp: the values one cache hands out with the same stamp
+/// have the same text, so a comparison of stamps stands for one of 29 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DateValue {
+    pub(crate) text: [u8; DATE_LEN],
+    /// Counts the cache's changes of text (from 1).
+    pub(crate) stamp: u64,
+}
+
 /// A shard's current `Date` value. `!Sync`: each shard owns one.
 #[derive(Debug)]
 pub(crate) struct DateCache {
-    value: Cell<[u8; DATE_LEN]>,
+    value: Cell<DateValue>,
 }
 
 impl DateCache {
     pub(crate) fn new() -> DateCache {
-        let cache = DateCache { value: Cell::new([b' '; DATE_LEN]) };
+        let cache = DateCache { value: Cell::new(DateValue { text: [b' '; DATE_LEN], stamp: 0 }) };
         cache.refresh(SystemTime::now());
         cache
     }
 
-    /// Re-formats the value for `now`.
+    /// Re-formats the value for `now`; the stamp moves when the text changes.
     pub(crate) fn refresh(&self, now: SystemTime) {
-        let mut buf = [b' '; DATE_LEN];
+        let mut text = [b' '; DATE_LEN];
         let date = httpdate::HttpDate::from(now);
         // An IMF-fixdate is always exactly DATE_LEN bytes, so the write cannot fail.
-        if write!(&mut buf[..], "{date}").is_ok() {
-            self.value.set(buf);
+        let current = self.value.get();
+        if write!(&mut text[..], "{date}").is_ok() && text != current.text {
+            self.value.set(DateValue { text, stamp: current.stamp + 1 });
         }
     }
 
     /// The current value.
-    pub(crate) fn get(&self) -> [u8; DATE_LEN] {
+    pub(crate) fn get(&self) -> DateValue {
         self.value.get()
     }
 }
@@ -49,6 +59,12 @@ mod tests {
     fn formats_imf_fixdate() {
         let cache = DateCache::new();
         cache.refresh(UNIX_EPOCH + Duration::from_secs(784_111_777));
-        assert_eq!(&cache.get(), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        let first = cache.get();
+        assert_eq!(&first.text, b"Sun, 06 Nov 1994 08:49:37 GMT");
+        cache.refresh(UNIX_EPOCH + Duration::from_millis(784_111_777_500));
+        assert_eq!(cache.get(), first, "the same second: the same text and stamp");
+        cache.refresh(UNIX_EPOCH + Duration::from_secs(784_111_778));
+        assert_eq!(&cache.get().text, b"Sun, 06 Nov 1994 08:49:38 GMT");
+        assert_eq!(cache.get().stamp, first.stamp + 1, "a new text: a new stamp");
     }
 }

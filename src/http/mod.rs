@@ -15,6 +15,7 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod scan;
 pub(crate) mod status;
+pub(crate) mod words;
 
 pub use error::HttpError;
 pub use limits::Limits;

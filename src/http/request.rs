@@ -37,6 +37,7 @@ use super::error::HttpError;
 use super::limits::{HEADER_ARRAY, Limits};
 use super::method::Method;
 use super::scan::{self, Scanned};
+use super::words::{same_bytes, token_eq_lower};
 
 /// The largest offset a [`Span`] can hold: a request (head and in-buffer body) must end
 /// at or before it.
@@ -149,7 +150,7 @@ impl Default for HostMemo {
 impl HostMemo {
     /// Whether `value` (already trimmed) is a valid `uri-host [ ":" port ]`.
     fn is_valid(&mut self, value: &[u8]) -> bool {
-        if self.bytes.get(..self.len) == Some(value) {
+        if self.bytes.get(..self.len).is_some_and(|kept| same_bytes(kept, value)) {
             return true;
         }
         let valid = check_authority(value).is_some();
@@ -200,7 +201,7 @@ fn parse_head_by(
         Path::Fast => scan::scan_head(window, limits.header_count(), &mut head.headers),
         Path::General => None,
     };
-    let Scanned { method, target, minor, head_len } = match scanned {
+    let Scanned { method, known_method, target, minor, head_len } = match scanned {
         Some(scanned) => {
             // A scanned head has no leading empty lines and ends its request line in
             // " HTTP/1.x" CRLF, so the line's length is known without a search; and it
@@ -219,7 +220,10 @@ fn parse_head_by(
         },
     };
     head.minor_version = minor;
-    head.method = Method::from_bytes(method.get(buf)).ok_or(HttpError::MethodNotImplemented)?;
+    head.method = match known_method {
+        Some(known) => known,
+        None => Method::from_bytes(method.get(buf)).ok_or(HttpError::MethodNotImplemented)?,
+    };
     head.head_len = head_len;
     head.target = target;
     let authority = split_target(buf, head)?;
@@ -307,7 +311,7 @@ fn tokenize(
     }
     fields.clear();
     fields.extend(req.headers.iter().map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))));
-    Ok(Some(Scanned { method, target, minor, head_len }))
+    Ok(Some(Scanned { method, known_method: None, target, minor, head_len }))
 }
 
 /// `max_header_bytes`, capped so that a head always fits in a [`Span`].
@@ -589,43 +593,55 @@ struct FieldSummary {
 }
 
 impl FieldSummary {
+    /// Notes one field. The name is a token; most are none of the five that matter,
+    /// so its length picks the one comparison worth making (a word at a time). The value
+    /// comes without surrounding SP and HTAB (both tokenizers trim them), so only the
+    /// parts of a list need trimming.
     fn observe(&mut self, name: &[u8], value: &[u8], host_memo: &mut HostMemo) -> Result<(), HttpError> {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value)?;
-            match self.content_length {
-                Some(prev) if prev != n => return Err(HttpError::ConflictingContentLength),
-                _ => self.content_length = Some(n),
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encoding = true;
-            for coding in value.split(|&b| b == b',') {
-                let coding = trim_ows(coding);
-                if coding.is_empty() {
-                    self.empty_coding = true;
-                } else if coding.eq_ignore_ascii_case(b"chunked") {
-                    self.chunked_count += 1;
-                    self.chunked_last = true;
-                } else {
-                    self.other_coding = true;
-                    self.chunked_last = false;
+        debug_assert_eq!(trim_ows(value), value, "field values arrive trimmed");
+        match name.len() {
+            4 if token_eq_lower(name, b"host") => {
+                self.hosts += 1;
+                if !host_memo.is_valid(value) {
+                    return Err(HttpError::InvalidHost);
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            self.hosts += 1;
-            if !host_memo.is_valid(trim_ows(value)) {
-                return Err(HttpError::InvalidHost);
+            6 if token_eq_lower(name, b"expect") => {
+                self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',') {
-                let token = trim_ows(token);
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.conn_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.conn_keep_alive = true;
+            10 if token_eq_lower(name, b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.conn_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.conn_keep_alive = true;
+                    }
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            self.expect_continue = trim_ows(value).eq_ignore_ascii_case(b"100-continue");
+            14 if token_eq_lower(name, b"content-length") => {
+                let n = parse_content_length(value)?;
+                match self.content_length {
+                    Some(prev) if prev != n => return Err(HttpError::ConflictingContentLength),
+                    _ => self.content_length = Some(n),
+                }
+            }
+            17 if token_eq_lower(name, b"transfer-encoding") => {
+                self.transfer_encoding = true;
+                for coding in value.split(|&b| b == b',') {
+                    let coding = trim_ows(coding);
+                    if coding.is_empty() {
+                        self.empty_coding = true;
+                    } else if coding.eq_ignore_ascii_case(b"chunked") {
+                        self.chunked_count += 1;
+                        self.chunked_last = true;
+                    } else {
+                        self.other_coding = true;
+                        self.chunked_last = false;
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -15,12 +15,17 @@
 //! once), so long browser heads stay cheap too.
 
 use super::chars::{TCHAR, is};
+use super::method::Method;
 use super::request::Span;
+use super::words::{HIGHS, below, equal, first_control, first_flagged, word_at};
 
 /// The request line's parts and the head's length, from [`scan_head`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Scanned {
     pub(crate) method: Span,
+    /// The method, when the scan recognized it by its bytes (`GET`, `POST`, `PUT`,
+    /// `HEAD`: one word comparison); `None` leaves it to `Method::from_bytes`.
+    pub(crate) known_method: Option<Method>,
     pub(crate) target: Span,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub(crate) minor: u8,
@@ -34,7 +39,13 @@ pub(crate) struct Scanned {
 /// `max_fields` fields: the general parser decides then.
 pub(crate) fn scan_head(buf: &[u8], max_fields: usize, fields: &mut Vec<(Span, Span)>) -> Option<Scanned> {
     fields.clear();
-    let method_end = token_end(buf, 0)?;
+    let (method_end, known_method) = match word_at(buf, 0) {
+        Some(word) if word & LOW4 == GET => (3, Some(Method::Get)),
+        Some(word) if word & LOW5 == POST => (4, Some(Method::Post)),
+        Some(word) if word & LOW4 == PUT => (3, Some(Method::Put)),
+        Some(word) if word & LOW5 == HEAD => (4, Some(Method::Head)),
+        _ => (token_end(buf, 0)?, None),
+    };
     if method_end == 0 || *buf.get(method_end)? != b' ' {
         return None;
     }
@@ -44,16 +55,17 @@ pub(crate) fn scan_head(buf: &[u8], max_fields: usize, fields: &mut Vec<(Span, S
         return None;
     }
     let version = target_end + 1;
-    let minor = match buf.get(version..version + 10)? {
-        b"HTTP/1.1\r\n" => 1,
-        b"HTTP/1.0\r\n" => 0,
+    let minor = match (word_at(buf, version)?, buf.get(version + 8..version + 10)?) {
+        (HTTP_1_1, b"\r\n") => 1,
+        (HTTP_1_0, b"\r\n") => 0,
         _ => return None,
     };
     let mut at = version + 10;
     loop {
         if buf.get(at..at + 2)? == b"\r\n" {
             let target = Span::new(target_start, target_end);
-            return Some(Scanned { method: Span::new(0, method_end), target, minor, head_len: at + 2 });
+            let method = Span::new(0, method_end);
+            return Some(Scanned { method, known_method, target, minor, head_len: at + 2 });
         }
         let name_end = token_end(buf, at)?;
         if name_end == at || *buf.get(name_end)? != b':' {
@@ -74,6 +86,29 @@ pub(crate) fn scan_head(buf: &[u8], max_fields: usize, fields: &mut Vec<(Span, S
         fields.push((Span::new(at, name_end), Span::new(value_start, value_end)));
         at = cr + 2;
     }
+}
+
+/// The first four and five bytes of a word.
+const LOW4: u64 = 0xffff_ffff;
+const LOW5: u64 = 0xff_ffff_ffff;
+/// The request lines' starts the scan recognizes by one comparison.
+const GET: u64 = prefix(b"GET ");
+const PUT: u64 = prefix(b"PUT ");
+const POST: u64 = prefix(b"POST ");
+const HEAD: u64 = prefix(b"HEAD ");
+/// The versions, as words.
+const HTTP_1_1: u64 = prefix(b"HTTP/1.1");
+const HTTP_1_0: u64 = prefix(b"HTTP/1.0");
+
+/// `start` as the low bytes of a little-endian word (as [`word_at`] reads them).
+const fn prefix(start: &[u8]) -> u64 {
+    let mut word = 0;
+    let mut i = start.len();
+    while i > 0 {
+        i -= 1;
+        word = (word << 8) | start[i] as u64;
+    }
+    word
 }
 
 /// The end of the run of `tchar` bytes from `from`; `None` if `buf` ends inside it.
@@ -115,19 +150,6 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// The first control byte (below SP, or DEL) from `from`; `None` if `buf` ends first.
-fn first_control(buf: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while let Some(word) = word_at(buf, at) {
-        let controls = below(word, 0x20) | equal(word, 0x7f);
-        if controls != 0 {
-            return Some(at + first_flagged(controls));
-        }
-        at += 8;
-    }
-    (at..buf.len()).find(|&i| buf[i] < 0x20 || buf[i] == 0x7f)
-}
-
 /// The index of the first `?` or `%` in `s` (where a path ends or an escape starts).
 pub(crate) fn find_query_or_escape(s: &[u8]) -> Option<usize> {
     let mut at = 0;
@@ -139,38 +161,6 @@ pub(crate) fn find_query_or_escape(s: &[u8]) -> Option<usize> {
         at += 8;
     }
     (at..s.len()).find(|&i| s[i] == b'?' || s[i] == b'%')
-}
-
-const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-
-/// The eight bytes at `at` as a little-endian word (the first byte lowest).
-#[inline]
-fn word_at(buf: &[u8], at: usize) -> Option<u64> {
-    let bytes: [u8; 8] = buf.get(at..at + 8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
-/// The high bit of each byte of `word` equal to `b`. Exact up to the first such byte;
-/// bytes after it may be flagged too (a borrow runs upwards), so read only the first.
-#[inline]
-fn equal(word: u64, b: u8) -> u64 {
-    let x = word ^ (ONES * u64::from(b));
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// The high bit of each byte of `word` below `n` (`n` at most 0x80), exact up to the
-/// first such byte, like [`equal`].
-#[inline]
-fn below(word: u64, n: u8) -> u64 {
-    debug_assert!(n <= 0x80);
-    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS
-}
-
-/// The index of the first byte flagged in `flags` (non-zero).
-#[inline]
-fn first_flagged(flags: u64) -> usize {
-    (flags.trailing_zeros() / 8) as usize
 }
 
 #[cfg(test)]
@@ -197,6 +187,19 @@ mod tests {
         }
         let (s, fields) = scan(heads[2]).expect("plain");
         assert_eq!(s.method.get(heads[2]), b"GET");
+        assert_eq!(s.known_method, Some(Method::Get));
+        for (raw, known) in [
+            (&b"POST / HTTP/1.1\r\n\r\n"[..], Some(Method::Post)),
+            (b"PUT / HTTP/1.1\r\n\r\n", Some(Method::Put)),
+            (b"HEAD / HTTP/1.1\r\n\r\n", Some(Method::Head)),
+            (b"GETS / HTTP/1.1\r\n\r\n", None),
+            (b"get / HTTP/1.1\r\n\r\n", None),
+            (b"DELETE / HTTP/1.1\r\n\r\n", None),
+        ] {
+            let (s, _) = scan(raw).expect("plain");
+            assert_eq!(s.known_method, known, "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(s.method.get(raw), &raw[..raw.iter().position(|&b| b == b' ').unwrap_or(0)]);
+        }
         assert_eq!(s.target.get(heads[2]), b"/");
         let value = |i: usize| fields[i].1.get(heads[2]);
         assert_eq!(value(1), b"");
@@ -232,22 +235,15 @@ mod tests {
 
     #[test]
     fn word_searches_match_byte_loops() {
-        for len in 0..40 {
-            for at in 0..len {
-                for b in 0..=255u8 {
-                    let mut s = vec![b'a'; len];
-                    s[at] = b;
-                    if at + 1 < len {
-                        s[len - 1] = b'?';
-                    }
-                    let plain = s.iter().position(|&c| c == b'?' || c == b'%');
-                    assert_eq!(find_query_or_escape(&s), plain, "len {len}, {b:#04x} at {at}");
-                    let plain = s.iter().position(|&c| !(0x21..=0x7e).contains(&c));
-                    assert_eq!(first_outside_target(&s, 0), plain, "len {len}, {b:#04x} at {at}");
-                    let plain = s.iter().position(|&c| c < 0x20 || c == 0x7f);
-                    assert_eq!(first_control(&s, 0), plain, "len {len}, {b:#04x} at {at}");
-                }
+        crate::http::words::each_one_byte_change(|s, case| {
+            // A `?` at the end too, unless the changed byte is the last one.
+            if let Some(last) = s.len().checked_sub(1).filter(|&last| s[last] == b'a') {
+                s[last] = b'?';
             }
-        }
+            let plain = s.iter().position(|&c| c == b'?' || c == b'%');
+            assert_eq!(find_query_or_escape(s), plain, "{case}");
+            let plain = s.iter().position(|&c| !(0x21..=0x7e).contains(&c));
+            assert_eq!(first_outside_target(s, 0), plain, "{case}");
+        });
     }
 }

@@ -94,17 +94,22 @@ impl ShardStats {
         }
     }
 
-    /// Records one answered request.
-    pub(crate) fn record(&self, route_slot: usize, status: u16, took: Duration) {
+    /// Counts one answered request by route and status class (its latency is added
+    /// when its response is written: [`record_latency`](ShardStats::record_latency)).
+    pub(crate) fn count(&self, route_slot: usize, status: u16) {
         add(&self.requests, 1);
         if let Some(r) = self.routes.get(route_slot) {
             let class = usize::from(status / 100).clamp(1, 5) - 1;
             add(&r.by_class[class], 1);
         }
+    }
+
+    /// Adds `n` requests that each took `took` to the latency histogram.
+    pub(crate) fn record_latency(&self, took: Duration, n: u64) {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
-        add(&self.latency_buckets[bucket], 1);
-        add(&self.latency_sum_us, us);
+        add(&self.latency_buckets[bucket], n);
+        add(&self.latency_sum_us, us.saturating_mul(n));
     }
 
     pub(crate) fn protocol_error(&self, e: HttpError) {
@@ -250,18 +255,25 @@ mod tests {
     #[test]
     fn records_land_in_their_buckets_and_classes() {
         let s = ShardStats::with_routes(1);
-        s.record(0, 200, Duration::from_micros(40));
-        s.record(0, 404, Duration::from_micros(700));
-        s.record(1, 500, Duration::from_secs(20));
+        for (slot, status, took) in [
+            (0, 200, Duration::from_micros(40)),
+            (0, 404, Duration::from_micros(700)),
+            (1, 500, Duration::from_secs(20)),
+        ] {
+            s.count(slot, status);
+            s.record_latency(took, 1);
+        }
+        s.record_latency(Duration::from_micros(30), 2);
         let mut snap = Snapshot::default();
         s.fill(&mut snap);
         assert_eq!(snap.requests, 3);
         assert_eq!(snap.routes[0], [0, 1, 0, 1, 0]);
         assert_eq!(snap.routes[1], [0, 0, 0, 0, 1]);
-        assert_eq!(snap.latency_buckets[0], 1);
+        assert_eq!(snap.latency_buckets[0], 3, "40 µs once, 30 µs twice");
+        assert_eq!(snap.latency_sum_us, 40 + 700 + 20_000_000 + 60);
         assert_eq!(snap.latency_buckets[4], 1, "700 µs is in the 1 ms bucket");
         assert_eq!(snap.latency_buckets[LATENCY_BUCKETS_US.len()], 1, "20 s is in +Inf");
-        assert_eq!(Snapshot::latency_quantile_us(&snap.latency_buckets, 0.5), Some(1_000));
+        assert_eq!(Snapshot::latency_quantile_us(&snap.latency_buckets, 0.5), Some(LATENCY_BUCKETS_US[0]));
         assert!(ERRORS.iter().enumerate().all(|(i, e)| error_index(*e) == i));
     }
 }

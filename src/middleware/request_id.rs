@@ -16,7 +16,7 @@ pub struct RequestId {
 impl RequestId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        crate::http::words::str_of(&self.bytes[..self.len as usize]).unwrap_or("")
     }
 
     fn from_client(value: &str) -> Option<RequestId> {

@@ -95,12 +95,23 @@ impl TraceContext {
     }
 }
 
-fn hex_of<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+/// Every byte's two lowercase hex digits: a byte costs one load (ids are written as hex
+/// on every request of the default stack).
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
+    }
+    pairs
+};
+
+fn hex_of<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
     let mut out = [0u8; M];
-    for (i, b) in bytes.iter().enumerate().take(M / 2) {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     out
 }

@@ -58,9 +58,13 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    /// A sync handler with no middleware: called in place, no futures at all.
-    pub(crate) fn is_plain_sync(&self) -> bool {
-        self.chain.is_empty() && matches!(self.endpoint, Endpoint::Sync(_))
+    /// The handler of a route with no middleware and a synchronous handler: the engine
+    /// calls it in place, with no future at all.
+    pub(crate) fn plain_sync(&self) -> Option<&dyn Fn(&mut Context)> {
+        match &self.endpoint {
+            Endpoint::Sync(f) if self.chain.is_empty() => Some(&**f),
+            _ => None,
+        }
     }
 }
 

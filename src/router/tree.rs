@@ -15,9 +15,12 @@
 //! /static/*path            └─ "/static/" ─ *path             → GET /static/*path
 //! ```
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
+use hashbrown::HashTable;
 use regex::bytes::Regex;
+
+use crate::http::words::same_bytes;
 
 /// One piece of a route pattern.
 #[derive(Debug)]
@@ -130,7 +133,10 @@ pub(crate) struct Tree {
     /// a static route's chain ends at its value), so lookups try this first: one hash
     /// and compare instead of a walk, which was 250 instructions for `/plaintext` in
     /// the default app (12 % of a saturated shard's).
-    statics: HashMap<Box<[u8]>, Leaf, foldhash::fast::RandomState>,
+    statics: HashTable<(Box<[u8]>, Leaf)>,
+    /// The hasher of `statics` (keys are compared with `words::same_bytes`, not
+    /// libc's `memcmp`: at path lengths the call cost more than the comparison).
+    hasher: foldhash::fast::RandomState,
     /// Bit `n` set when a static route's path is `n` bytes long (bit 63: 63 or more):
     /// most paths that match no static route skip the hash (a parameter route's lookup
     /// otherwise paid about 55 instructions for it).
@@ -165,7 +171,10 @@ impl Tree {
         insert(&mut self.root, segments, regexes, leaf.clone())?;
         if let Some(path) = static_path {
             self.static_lengths |= length_bit(path.len());
-            self.statics.insert(path.into_boxed_slice(), leaf);
+            let hasher = &self.hasher;
+            let hash = hasher.hash_one(path.as_slice());
+            self.statics
+                .insert_unique(hash, (path.into_boxed_slice(), leaf), |(p, _)| hasher.hash_one(&p[..]));
         }
         self.len += 1;
         Ok(())
@@ -175,7 +184,8 @@ impl Tree {
     /// `path`) onto `params`. On a miss `params` is left as it was.
     pub(crate) fn find(&self, path: &[u8], params: &mut Vec<(u32, u32)>) -> Option<&Leaf> {
         if self.static_lengths & length_bit(path.len()) != 0
-            && let Some(leaf) = self.statics.get(path)
+            && let Some((_, leaf)) =
+                self.statics.find(self.hasher.hash_one(path), |(p, _)| same_bytes(p, path))
         {
             debug_assert_eq!(
                 find(&self.root, path, 0, &mut Vec::new()).map(|walked| walked.id),

@@ -152,16 +152,36 @@ async fn serve_requests(
             }
         };
         let RequestState { ctx, arena } = &mut **state;
-        let consumed = next_request(shard, conn, ctx).await?;
+        // Nearly every request is complete in the buffer: parsed here, with no future
+        // built for the reads a partial head or a body still on its way would need.
+        let head_len = match parse_head(conn.input.pending(), shard.limits(), &mut ctx.head) {
+            Ok(Parse::Complete(n)) => n,
+            Ok(Parse::Partial) => read_head(shard, conn, ctx).await?,
+            Err(e) => return Err(End::Answer(e)),
+        };
+        let consumed = match ctx.head.framing {
+            BodyFraming::None => {
+                ctx.body = BodyRef::Empty;
+                head_len
+            }
+            _ => read_body(shard, conn, ctx, head_len).await?,
+        };
         // In flight from parsed to written: the transport settles it, so a draining
         // shard never exits with a response still in a write buffer.
         conn.transport.begin_request(&stats);
-        // The request starts when its bytes were read, or when the one before it ended.
+        // The request starts when its bytes were read (or when an await before it
+        // ended): the shard clock is not read again per request.
         let started = shard.handle.clock.now();
         ctx.started = started;
 
         conn.lend(ctx);
-        let (outcome, slot) = answer(ctx, arena, router, &mut scratch).await;
+        let (outcome, slot) = match route_request(ctx, router, &mut scratch) {
+            Routed::Run(route, slot) => match route.plain_sync() {
+                Some(handler) => (run_plain(handler, ctx), slot),
+                None => (run_route(route, ctx, arena).await, slot),
+            },
+            Routed::Done(outcome, slot) => (outcome, slot),
+        };
         conn.reclaim(ctx);
         let more_buffered =
             shard.draining.get() && complete_head_follows(shard, conn, consumed, &mut drain_head);
@@ -183,9 +203,11 @@ async fn serve_requests(
         };
         conn.transport.response_queued();
         let status = ctx.resp.get_mut().status;
-        let duration = shard.handle.clock.refresh().saturating_duration_since(started);
-        stats.record(slot, status, duration);
+        stats.count(slot, status);
+        conn.transport.time_request(started, &stats, &shard.handle.clock);
         if let Some(ids) = ctx.span.take() {
+            // A recorded span times its own request.
+            let duration = shard.handle.clock.refresh().saturating_duration_since(started);
             let method = ctx.head.method.as_str();
             shard.handle.spans.push(SpanRecord { ids, method, slot, status, start: started, duration });
         }
@@ -247,13 +269,16 @@ enum Answered {
     Refused(HttpError),
 }
 
-/// Routes the request in `ctx` and runs its chain; also returns the metric slot.
-async fn answer(
-    ctx: &mut Context,
-    arena: &FutureArena,
-    router: &Router,
-    scratch: &mut Vec<u8>,
-) -> (Answered, usize) {
+/// What routing decided: a route's chain to run, or an answer already made (a
+/// redirect, or a refusal); each with the route's metric slot.
+enum Routed<'r> {
+    Run(&'r Route, usize),
+    Done(Answered, usize),
+}
+
+/// Routes the request in `ctx`: finds its route (or the 404/405 one) and sets up what
+/// routing answers itself.
+fn route_request<'r>(ctx: &mut Context, router: &'r Router, scratch: &mut Vec<u8>) -> Routed<'r> {
     let path = ctx.head.path;
     let base = path.start;
     let req = ctx.buf.get(ctx.base..).unwrap_or(&[]);
@@ -265,20 +290,20 @@ async fn answer(
     let slot = router.slot_of(decision);
     let route: &Route = match decision {
         Dispatch::Found(_) if ctx.head.length_missing => {
-            return (Answered::Refused(HttpError::LengthRequired), slot);
+            return Routed::Done(Answered::Refused(HttpError::LengthRequired), slot);
         }
         Dispatch::Found(id) => {
             let route = router.route(id);
             ctx.route = Some(Rc::clone(&route.meta));
             if !ctx.decode_params() {
                 ctx.string(400, "400 bad request: path parameter is not valid UTF-8");
-                return (Answered::Normal, slot);
+                return Routed::Done(Answered::Normal, slot);
             }
             route
         }
         Dispatch::Redirect(status) => {
             redirect(ctx, status, scratch);
-            return (Answered::Normal, slot);
+            return Routed::Done(Answered::Normal, slot);
         }
         Dispatch::NotAllowed(allowed) => {
             let resp = ctx.resp.get_mut();
@@ -289,20 +314,22 @@ async fn answer(
         }
         Dispatch::NotFound => &router.not_found,
     };
-    (run_route(route, ctx, arena).await, slot)
+    Routed::Run(route, slot)
+}
+
+/// Runs the handler of a route with no middleware (a synchronous one): a plain call,
+/// no future.
+fn run_plain(handler: &dyn Fn(&mut Context), ctx: &mut Context) -> Answered {
+    let ids = Rc::clone(&ctx.log_ids);
+    match crate::logging::with_ids(&ids, || catch_unwind(AssertUnwindSafe(|| handler(ctx)))) {
+        Ok(()) => Answered::Normal,
+        Err(panic) => panicked(ctx, &*panic),
+    }
 }
 
 /// Runs a route's chain, turning a panic into `Answered::Panicked`.
 async fn run_route(route: &Route, ctx: &mut Context, arena: &FutureArena) -> Answered {
     let ids = Rc::clone(&ctx.log_ids);
-    if route.is_plain_sync() {
-        if let crate::handler::Endpoint::Sync(f) = &route.endpoint {
-            return match crate::logging::with_ids(&ids, || catch_unwind(AssertUnwindSafe(|| f(ctx)))) {
-                Ok(()) => Answered::Normal,
-                Err(panic) => panicked(ctx, &*panic),
-            };
-        }
-    }
     let mut payload = None;
     let finished = {
         let mut chain = pin!(Next::new(&route.chain, &route.endpoint, arena).run(ctx));
@@ -434,23 +461,16 @@ fn finish_response(
     keep_alive
 }
 
-/// Makes sure one complete request (head and body) starts the pending bytes, some of
-/// which are there; reads as needed (sending pending responses first). Returns the bytes
-/// the request occupies.
+/// Reads until the request head that the pending bytes start is complete (the first
+/// parse found it partial; pending responses are sent first). Returns its length.
 ///
-/// Deadlines: the head must be complete within `header_timeout_ms` of its first byte,
-/// and the body within `body_deadline_ms` of the head, each read of it within
-/// `body_timeout_ms`; past any of them the answer is 408.
-async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context) -> Result<usize, End> {
+/// The head must be complete within `header_timeout_ms` of the call (the shard clock
+/// has not moved since that parse); past it the answer is 408.
+async fn read_head(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context) -> Result<usize, End> {
     let limits = shard.limits();
     let clock = &shard.handle.clock;
     let head_deadline = clock.now() + Duration::from_millis(limits.header_timeout_ms);
-    let head_len = loop {
-        match parse_head(conn.input.pending(), limits, &mut ctx.head) {
-            Ok(Parse::Complete(n)) => break n,
-            Ok(Parse::Partial) => {}
-            Err(e) => return Err(End::Answer(e)),
-        }
+    loop {
         conn.flush().await?;
         if head_deadline <= clock.now() {
             return Err(End::Answer(HttpError::Timeout));
@@ -460,7 +480,28 @@ async fn next_request(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Conte
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-    };
+        match parse_head(conn.input.pending(), limits, &mut ctx.head) {
+            Ok(Parse::Complete(n)) => return Ok(n),
+            Ok(Parse::Partial) => {}
+            Err(e) => return Err(End::Answer(e)),
+        }
+    }
+}
+
+/// Makes sure the body of the request whose `head_len`-byte head starts the pending
+/// bytes is there too, reading as needed (sending pending responses first). Returns the
+/// bytes the request occupies.
+///
+/// The body must be complete within `body_deadline_ms` of the head, each read of it
+/// within `body_timeout_ms`; past either the answer is 408.
+async fn read_body(
+    shard: &ShardLocal,
+    conn: &mut Connection,
+    ctx: &mut Context,
+    head_len: usize,
+) -> Result<usize, End> {
+    let limits = shard.limits();
+    let clock = &shard.handle.clock;
     let body_deadline = || clock.now() + Duration::from_millis(limits.body_deadline_ms);
     match ctx.head.framing {
         BodyFraming::None => {
