@@ -128,17 +128,18 @@ pub(crate) struct Conflict(pub(crate) Box<str>);
 pub(crate) struct Tree {
     root: Node,
     len: usize,
-    /// The routes without parameters, by their whole path. An exact static match is
-    /// what the walk would find too (it tries static children first at every node, and
-    /// a static route's chain ends at its value), so lookups try this first: one hash
-    /// and compare instead of a walk, which was 250 instructions for `/plaintext` in
-    /// the default app (12 % of a saturated shard's).
-    statics: HashTable<(Box<[u8]>, Leaf)>,
-    /// The same routes in insertion order: up to [`SCAN_STATICS`] of them, a lookup
-    /// compares them in turn (a length check each, then one word-at-a-time comparison),
-    /// which costs less than hashing the path (the hash and probe were 5 % of a
-    /// saturated shard's time under `perf`, for the default app's three static routes).
+    /// The routes without parameters, by their whole path, while there are at most
+    /// [`SCAN_STATICS`] of them (then empty: they are in `statics`). An exact static
+    /// match is what the walk would find too (it tries static children first at every
+    /// node, and a static route's chain ends at its value), so lookups try these first:
+    /// the walk was 250 instructions for `/plaintext` in the default app (12 % of a
+    /// saturated shard's). A few are compared in turn (a length check each, then one
+    /// word-at-a-time comparison), which costs less than hashing the path (the hash and
+    /// probe were 5 % of a saturated shard's time under `perf`, for three routes).
     static_list: Vec<(Box<[u8]>, Leaf)>,
+    /// The routes without parameters once there are more than [`SCAN_STATICS`]: one
+    /// hash and compare.
+    statics: HashTable<(Box<[u8]>, Leaf)>,
     /// The hasher of `statics` (keys are compared with `words::same_bytes`, not
     /// libc's `memcmp`: at path lengths the call cost more than the comparison).
     hasher: foldhash::fast::RandomState,
@@ -179,11 +180,14 @@ impl Tree {
         insert(&mut self.root, segments, regexes, leaf.clone())?;
         if let Some(path) = static_path {
             self.static_lengths |= length_bit(path.len());
-            let hasher = &self.hasher;
-            let hash = hasher.hash_one(path.as_slice());
-            let path = path.into_boxed_slice();
-            self.static_list.push((path.clone(), leaf.clone()));
-            self.statics.insert_unique(hash, (path, leaf), |(p, _)| hasher.hash_one(&p[..]));
+            self.static_list.push((path.into_boxed_slice(), leaf));
+            if self.static_list.len() > SCAN_STATICS || !self.statics.is_empty() {
+                let hasher = &self.hasher;
+                for (path, leaf) in self.static_list.drain(..) {
+                    let hash = hasher.hash_one(&path[..]);
+                    self.statics.insert_unique(hash, (path, leaf), |(p, _)| hasher.hash_one(&p[..]));
+                }
+            }
         }
         self.len += 1;
         Ok(())
@@ -193,7 +197,7 @@ impl Tree {
     /// `path`) onto `params`. On a miss `params` is left as it was.
     pub(crate) fn find(&self, path: &[u8], params: &mut Vec<(u32, u32)>) -> Option<&Leaf> {
         if self.static_lengths & length_bit(path.len()) != 0
-            && let Some((_, leaf)) = if self.static_list.len() <= SCAN_STATICS {
+            && let Some((_, leaf)) = if self.statics.is_empty() {
                 self.static_list.iter().find(|(p, _)| same_bytes(p, path))
             } else {
                 self.statics.find(self.hasher.hash_one(path), |(p, _)| same_bytes(p, path))

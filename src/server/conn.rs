@@ -164,7 +164,8 @@ async fn serve_requests(
                 ctx.body = BodyRef::Empty;
                 head_len
             }
-            _ => read_body(shard, conn, ctx, head_len).await?,
+            BodyFraming::Length(n) => read_sized_body(shard, conn, ctx, head_len, n).await?,
+            BodyFraming::Chunked => read_chunked_body(shard, conn, ctx, head_len).await?,
         };
         // In flight from parsed to written: the transport settles it, so a draining
         // shard never exits with a response still in a write buffer.
@@ -488,70 +489,73 @@ async fn read_head(shard: &ShardLocal, conn: &mut Connection, ctx: &mut Context)
     }
 }
 
-/// Makes sure the body of the request whose `head_len`-byte head starts the pending
-/// bytes is there too, reading as needed (sending pending responses first). Returns the
-/// bytes the request occupies.
+/// Makes sure the `n`-byte body of the request whose `head_len`-byte head starts the
+/// pending bytes is there too, reading as needed (sending pending responses first).
+/// Returns the bytes the request occupies.
 ///
 /// The body must be complete within `body_deadline_ms` of the head, each read of it
 /// within `body_timeout_ms`; past either the answer is 408.
-async fn read_body(
+async fn read_sized_body(
+    shard: &ShardLocal,
+    conn: &mut Connection,
+    ctx: &mut Context,
+    head_len: usize,
+    n: u64,
+) -> Result<usize, End> {
+    // The parser refused lengths over `max_body_bytes`, so this fits.
+    let total = head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+    if conn.input.pending().len() < total {
+        if ctx.head.expect_continue && conn.input.pending().len() == head_len {
+            conn.transport.out.extend_from_slice(response::CONTINUE);
+        }
+        let deadline = body_deadline(shard);
+        while conn.input.pending().len() < total {
+            read_body_piece(shard, conn, deadline, total).await?;
+        }
+    }
+    ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
+    Ok(total)
+}
+
+/// Decodes the chunked body of the request whose `head_len`-byte head starts the
+/// pending bytes, reading as needed, within the deadlines of [`read_sized_body`].
+/// Returns the bytes the request occupied.
+async fn read_chunked_body(
     shard: &ShardLocal,
     conn: &mut Connection,
     ctx: &mut Context,
     head_len: usize,
 ) -> Result<usize, End> {
+    if ctx.head.expect_continue && conn.input.pending().len() == head_len {
+        conn.transport.out.extend_from_slice(response::CONTINUE);
+    }
     let limits = shard.limits();
-    let clock = &shard.handle.clock;
-    let body_deadline = || clock.now() + Duration::from_millis(limits.body_deadline_ms);
-    match ctx.head.framing {
-        BodyFraming::None => {
-            ctx.body = BodyRef::Empty;
-            Ok(head_len)
-        }
-        BodyFraming::Length(n) => {
-            // The parser refused lengths over `max_body_bytes`, so this fits.
-            let total = head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
-            if conn.input.pending().len() < total {
-                if ctx.head.expect_continue && conn.input.pending().len() == head_len {
-                    conn.transport.out.extend_from_slice(response::CONTINUE);
-                }
-                let deadline = body_deadline();
-                while conn.input.pending().len() < total {
-                    read_body_piece(shard, conn, deadline, total).await?;
-                }
+    let mut decoder = ChunkedDecoder::new();
+    let deadline = body_deadline(shard);
+    ctx.chunked_body.clear();
+    loop {
+        let raw = conn.input.pending().get(head_len..).unwrap_or(&[]);
+        match decoder
+            .decode(raw, &mut ctx.chunked_body, limits.max_body_bytes, limits.max_header_bytes)
+            .map_err(End::Answer)?
+        {
+            Progress::Done(n) => {
+                ctx.body = BodyRef::Decoded;
+                return Ok(head_len + n);
             }
-            ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
-            Ok(total)
-        }
-        BodyFraming::Chunked => {
-            if ctx.head.expect_continue && conn.input.pending().len() == head_len {
-                conn.transport.out.extend_from_slice(response::CONTINUE);
-            }
-            let max_body = limits.max_body_bytes;
-            let max_trailer = limits.max_header_bytes;
-            let mut decoder = ChunkedDecoder::new();
-            let deadline = body_deadline();
-            ctx.chunked_body.clear();
-            loop {
-                let raw = conn.input.pending().get(head_len..).unwrap_or(&[]);
-                match decoder
-                    .decode(raw, &mut ctx.chunked_body, max_body, max_trailer)
-                    .map_err(End::Answer)?
-                {
-                    Progress::Done(n) => {
-                        ctx.body = BodyRef::Decoded;
-                        return Ok(head_len + n);
-                    }
-                    Progress::NeedMore => {
-                        // Everything after the head is decoded: drop the raw bytes so the
-                        // buffer stays bounded however the body is chunked.
-                        conn.input.truncate_pending(head_len);
-                        read_body_piece(shard, conn, deadline, 0).await?;
-                    }
-                }
+            Progress::NeedMore => {
+                // Everything after the head is decoded: drop the raw bytes so the buffer
+                // stays bounded however the body is chunked.
+                conn.input.truncate_pending(head_len);
+                read_body_piece(shard, conn, deadline, 0).await?;
             }
         }
     }
+}
+
+/// When a body whose head is parsed now must be complete.
+fn body_deadline(shard: &ShardLocal) -> Instant {
+    shard.handle.clock.now() + Duration::from_millis(shard.limits().body_deadline_ms)
 }
 
 /// Reads one more piece of a body, within the per-read timeout and the body deadline.
