@@ -51,11 +51,23 @@ impl FutureArena {
     }
 
     /// Moves `fut` into the arena and returns an owning, pinned handle to it.
+    #[cfg(test)]
     pub(crate) fn alloc<'a, F>(&'a self, fut: F) -> ArenaFuture<'a>
     where
         F: Future<Output = ()> + 'a,
     {
-        let slot: &'a mut F = self.bump.alloc(fut);
+        self.alloc_with(|| fut)
+    }
+
+    /// Builds the future `make` returns in the arena (inlined, the future is written in
+    /// place rather than built on the stack and copied: the copies of a three-middleware
+    /// chain were 90 instructions a request) and returns an owning, pinned handle to it.
+    #[inline(always)]
+    pub(crate) fn alloc_with<'a, F>(&'a self, make: impl FnOnce() -> F) -> ArenaFuture<'a>
+    where
+        F: Future<Output = ()> + 'a,
+    {
+        let slot: &'a mut F = self.bump.alloc_with(make);
         let erased: &'a mut (dyn Future<Output = ()> + 'a) = slot;
         self.live.set(self.live.get() + 1);
         ArenaFuture { ptr: NonNull::from(erased), live: &self.live }

@@ -81,6 +81,6 @@ where
     F: AsyncFn(&mut Context),
 {
     fn call<'a>(&'a self, c: &'a mut Context, arena: &'a FutureArena) -> ArenaFuture<'a> {
-        arena.alloc((self.0)(c))
+        arena.alloc_with(|| (self.0)(c))
     }
 }

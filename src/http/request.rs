@@ -66,6 +66,11 @@ impl Span {
     pub(crate) fn get(self, buf: &[u8]) -> &[u8] {
         &buf[self.start as usize..self.end as usize]
     }
+
+    /// How many bytes the span covers.
+    pub(crate) fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
 }
 
 /// How the request body is delimited.

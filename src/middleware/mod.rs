@@ -93,7 +93,7 @@ pub(crate) trait ErasedMiddleware {
 impl<M: Middleware> ErasedMiddleware for M {
     fn call<'a>(&'a self, c: &'a mut Context, next: Next<'a>) -> ArenaFuture<'a> {
         let arena = next.arena;
-        arena.alloc(self.handle(c, next))
+        arena.alloc_with(|| self.handle(c, next))
     }
 }
 

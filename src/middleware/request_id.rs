@@ -31,14 +31,12 @@ impl RequestId {
         Some(RequestId { bytes, len: value.len() as u8 })
     }
 
-    /// `<seed as 8 hex digits>-<shard>-<seq>`, written by hand: this runs on every
-    /// request of the default stack, and `fmt` cost more than the rest of the id.
-    fn mint(shard: usize, seq: u64, seed: u64) -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// `<seed as 8 hex digits>-<shard>-<seq>` (the seed rendered once, by
+    /// [`seed_hex`]), written by hand: this runs on every request of the default stack,
+    /// and `fmt` cost more than the rest of the id.
+    fn mint(shard: usize, seq: u64, seed_hex: &[u8; 8]) -> RequestId {
         let mut bytes = [0u8; 64];
-        for (i, b) in bytes[..8].iter_mut().enumerate() {
-            *b = HEX[((seed >> (28 - 4 * i)) & 0xf) as usize];
-        }
+        bytes[..8].copy_from_slice(seed_hex);
         let mut len = 8;
         let mut num = itoa::Buffer::new();
         bytes[len] = b'-';
@@ -55,6 +53,16 @@ impl RequestId {
     }
 }
 
+/// The low 32 bits of `seed` as 8 lowercase hex digits.
+fn seed_hex(seed: u64) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 8];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((seed >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 /// Sets `X-Request-Id` on every response: the client's (when it is short and plain)
 /// or a new one `<process seed>-<shard>-<sequence>`; handlers read it with
 /// `c.get::<RequestId>()`. No allocation, no cross-shard state.
@@ -62,14 +70,15 @@ pub fn request_id() -> RequestIdMiddleware {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64 & 0xffff_ffff);
-    RequestIdMiddleware { seq: Cell::new(0), seed }
+    RequestIdMiddleware { seq: Cell::new(0), seed_hex: seed_hex(seed) }
 }
 
 /// See [`request_id`].
 #[derive(Debug)]
 pub struct RequestIdMiddleware {
     seq: Cell<u64>,
-    seed: u64,
+    /// The process seed, rendered.
+    seed_hex: [u8; 8],
 }
 
 impl Middleware for RequestIdMiddleware {
@@ -79,10 +88,11 @@ impl Middleware for RequestIdMiddleware {
             None => {
                 let seq = self.seq.get() + 1;
                 self.seq.set(seq);
-                RequestId::mint(c.shard_id(), seq, self.seed)
+                RequestId::mint(c.shard_id(), seq, &self.seed_hex)
             }
         };
-        c.header("X-Request-Id", id.as_str());
+        // Both kinds of id hold only `[A-Za-z0-9-_.:]`: a valid field value.
+        c.header_prechecked("X-Request-Id", id.as_str());
         crate::logging::update(|l| l.set_request_id(id.as_str()));
         c.set(id);
         next.run(c).await;
@@ -98,7 +108,7 @@ mod tests {
         for (shard, seq, seed) in
             [(0, 1, 0), (3, 42, 0xdead_beef), (15, u64::MAX, 0x0000_00ff), (1024, 7, 0xffff_ffff)]
         {
-            let id = RequestId::mint(shard, seq, seed);
+            let id = RequestId::mint(shard, seq, &seed_hex(seed));
             assert_eq!(id.as_str(), format!("{seed:08x}-{shard}-{seq}"));
         }
     }
