@@ -34,12 +34,29 @@ impl BufferPool {
 
     /// Returns a buffer to the class it can serve (the largest class not above its
     /// capacity); dropped when that class is full or it is far larger than any class.
-    pub(crate) fn give(&self, mut buf: Vec<u8>) {
+    /// An unallocated buffer (a connection's empty tail) costs nothing: this runs a few
+    /// times per request on an unpipelined connection.
+    #[inline]
+    pub(crate) fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() != 0 {
+            self.give_allocated(buf);
+        }
+    }
+
+    fn give_allocated(&self, mut buf: Vec<u8>) {
         let cap = buf.capacity();
         if cap > 2 * CLASSES[CLASSES.len() - 1] {
             return;
         }
-        let Some(class) = CLASSES.iter().rposition(|&c| c <= cap) else { return };
+        let class = match cap {
+            // The two classes every connection uses, found without a search.
+            c if c == CLASSES[0] => 0,
+            c if c == CLASSES[1] => 1,
+            _ => match CLASSES.iter().rposition(|&c| c <= cap) {
+                Some(class) => class,
+                None => return,
+            },
+        };
         let mut free = self.free[class].borrow_mut();
         if free.len() < KEEP[class] {
             buf.clear();
@@ -61,12 +78,17 @@ impl BufferPool {
     /// Swaps an empty buffer grown past the working class (`CLASSES[1]`) for one of
     /// that class (the connection is idle). Buffers of the working class or smaller are
     /// kept: a connection that needed one will likely need it again.
+    #[inline]
     pub(crate) fn shrink(&self, buf: &mut Vec<u8>) {
         if buf.is_empty() && buf.capacity() > CLASSES[1] {
-            let small = self.take(CLASSES[1]);
-            let big = std::mem::replace(buf, small);
-            self.give(big);
+            self.swap_for_working(buf);
         }
+    }
+
+    fn swap_for_working(&self, buf: &mut Vec<u8>) {
+        let small = self.take(CLASSES[1]);
+        let big = std::mem::replace(buf, small);
+        self.give(big);
     }
 }
 

@@ -89,7 +89,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardLo
         drop(held);
         return;
     };
-    if let Some(state) = held {
+    if let Some(mut state) = held {
+        // The connection may have ended mid-request.
+        state.ctx.reset_request();
         shard.give_state(state);
     }
     match outcome {

@@ -86,12 +86,12 @@ impl ShardLocal {
         Box::new(RequestState { ctx: Context::new(Rc::clone(&self.handle)), arena: FutureArena::new() })
     }
 
-    /// Returns a request state between requests: its grown buffers go back to the
-    /// buffer pool, the state to the pool (or is dropped when the pool is full).
+    /// Returns a request state between requests (already reset: the request loop resets
+    /// each one as its request ends): its grown buffers go back to the buffer pool, the
+    /// state to the pool (or is dropped when the pool is full).
     pub(crate) fn give_state(&self, mut state: Box<RequestState>) {
         let ctx = &mut state.ctx;
         ctx.peer = None;
-        ctx.reset_request();
         for buf in ctx.idle_buffers() {
             self.buffers.shrink(buf);
         }
