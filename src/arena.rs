@@ -122,7 +122,22 @@ struct Slot {
     type_id: TypeId,
     /// Invariant: points to a live `T` with `TypeId::of::<T>() == type_id`, in `bump`.
     ptr: NonNull<()>,
-    drop_fn: unsafe fn(NonNull<()>),
+    /// `None` for a type with nothing to drop (the ids the default stack stores): no
+    /// indirect call per value and request.
+    drop_fn: Option<unsafe fn(NonNull<()>)>,
+}
+
+impl Slot {
+    /// Drops the value.
+    ///
+    /// # Safety
+    /// The slot must hold a live value (its invariant) that is not used again.
+    unsafe fn drop_value(self) {
+        if let Some(drop_fn) = self.drop_fn {
+            // SAFETY: guaranteed by the caller; `drop_fn` is the drop of the slot's type.
+            unsafe { drop_fn(self.ptr) };
+        }
+    }
 }
 
 /// Typed per-request values, one per type, stored in a bump arena.
@@ -150,11 +165,12 @@ impl ValueArena {
     pub(crate) fn set<T: 'static>(&mut self, value: T) {
         let type_id = TypeId::of::<T>();
         let ptr = NonNull::from(self.bump.alloc(value)).cast::<()>();
-        let slot = Slot { type_id, ptr, drop_fn: drop_value::<T> };
+        let drop_fn = std::mem::needs_drop::<T>().then_some(drop_value::<T> as unsafe fn(NonNull<()>));
+        let slot = Slot { type_id, ptr, drop_fn };
         if let Some(old) = self.slots.iter_mut().find(|s| s.type_id == type_id) {
             let previous = std::mem::replace(old, slot);
             // SAFETY: `previous` held a live value of its type and is now unreachable.
-            unsafe { (previous.drop_fn)(previous.ptr) };
+            unsafe { previous.drop_value() };
         } else {
             self.slots.push(slot);
         }
@@ -183,7 +199,7 @@ impl ValueArena {
         }
         for slot in self.slots.drain(..) {
             // SAFETY: each slot holds a live value that is dropped exactly once here.
-            unsafe { (slot.drop_fn)(slot.ptr) };
+            unsafe { slot.drop_value() };
         }
         self.bump.reset();
     }

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::context::SpawnError;
 use crate::http::Limits;
@@ -63,10 +63,10 @@ pub(crate) struct ShardHandle {
     pub(crate) spans: SpanRing,
     /// The shard's monotonic clock, read once per event instead of once per use.
     pub(crate) clock: ShardClock,
-    /// A monotonic instant and the wall-clock time at it, refreshed with the `Date`
-    /// cache (every 500 ms): requests turn their start instant into wall-clock time
-    /// without reading the clock again.
-    wall_anchor: Cell<(Instant, SystemTime)>,
+    /// A monotonic instant and the wall-clock time at it (since the Unix epoch),
+    /// refreshed with the `Date` cache (every 500 ms): requests turn their start instant
+    /// into wall-clock time without reading the clock again.
+    wall_anchor: Cell<(Instant, Duration)>,
 }
 
 impl ShardHandle {
@@ -78,20 +78,24 @@ impl ShardHandle {
             stats: Rc::new(ShardStats::with_routes(routes)),
             spans: SpanRing::new(span_capacity),
             clock: ShardClock::new(),
-            wall_anchor: Cell::new((Instant::now(), SystemTime::now())),
+            wall_anchor: Cell::new((Instant::now(), since_epoch(SystemTime::now()))),
         })
     }
 
     /// Re-reads the wall clock (the date ticker calls this with the time it read).
     pub(crate) fn refresh_wall_anchor(&self, now: SystemTime) {
-        self.wall_anchor.set((Instant::now(), now));
+        self.wall_anchor.set((Instant::now(), since_epoch(now)));
     }
 
-    /// The wall-clock time of `at`, from the anchor (within the clock's slew over
-    /// 500 ms of the true time).
-    pub(crate) fn wall_time(&self, at: Instant) -> SystemTime {
+    /// The wall-clock time of `at` since the Unix epoch, from the anchor (within the
+    /// clock's slew over 500 ms of the true time). Plain `Duration` arithmetic: the
+    /// access log asks on every request.
+    pub(crate) fn wall_time(&self, at: Instant) -> Duration {
         let (instant, wall) = self.wall_anchor.get();
-        if at >= instant { wall + at.duration_since(instant) } else { wall - instant.duration_since(at) }
+        match at.checked_duration_since(instant) {
+            Some(after) => wall + after,
+            None => wall.saturating_sub(instant.duration_since(at)),
+        }
     }
 
     /// Starts a bounded background task on this shard. A panic inside the task ends
@@ -139,4 +143,9 @@ impl ShardHandle {
         });
         Ok(())
     }
+}
+
+/// `time` since the Unix epoch (zero for a clock set before it).
+fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }

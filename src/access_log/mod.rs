@@ -28,7 +28,7 @@ pub(crate) mod sink;
 
 use std::cell::Cell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,11 +56,11 @@ pub(crate) struct TimeCache {
 }
 
 impl TimeCache {
-    /// Renders `time`'s second if it is not the cached one; its milliseconds.
-    fn refresh(&self, time: SystemTime) -> u32 {
-        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    /// Renders the second of `since` (the time since the Unix epoch) if it is not the
+    /// cached one; its milliseconds.
+    fn refresh(&self, since: Duration) -> u32 {
         if self.stamp.get() != since.as_secs() + 1 {
-            let second = UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs());
+            let second = UNIX_EPOCH + Duration::from_secs(since.as_secs());
             self.rfc.set(rfc3339_millis(second));
             self.clf.set(clf_time(second));
             self.stamp.set(since.as_secs() + 1);
@@ -69,7 +69,7 @@ impl TimeCache {
     }
 
     /// `2026-11-30T19:02:03.123Z`.
-    pub(crate) fn rfc3339(&self, time: SystemTime) -> [u8; 24] {
+    pub(crate) fn rfc3339(&self, time: Duration) -> [u8; 24] {
         let ms = self.refresh(time);
         let mut out = self.rfc.get();
         out[20] = b'0' + (ms / 100) as u8;
@@ -79,7 +79,7 @@ impl TimeCache {
     }
 
     /// `30/Nov/2026:19:02:03 +0000`.
-    pub(crate) fn clf(&self, time: SystemTime) -> [u8; 26] {
+    pub(crate) fn clf(&self, time: Duration) -> [u8; 26] {
         self.refresh(time);
         self.clf.get()
     }
@@ -87,8 +87,9 @@ impl TimeCache {
 
 /// What one line says about one request.
 pub(crate) struct Entry<'a> {
-    /// When the request's head was complete (as Apache's `%t`: the request's arrival).
-    pub(crate) time: SystemTime,
+    /// When the request's head was complete (as Apache's `%t`: the request's arrival),
+    /// since the Unix epoch.
+    pub(crate) time: Duration,
     /// The shard's rendered-time cache.
     pub(crate) clock: &'a TimeCache,
     pub(crate) shard: usize,
@@ -381,14 +382,15 @@ mod tests {
             (951_782_399, 42),
             (951_782_400, 7),
         ] {
-            assert_eq!(cache.rfc3339(at(secs, ms)), rfc3339_millis(at(secs, ms)), "{secs}.{ms}");
-            assert_eq!(cache.clf(at(secs, ms)), clf_time(at(secs, ms)), "{secs}.{ms}");
+            let since = at(secs, ms).duration_since(UNIX_EPOCH).expect("after the epoch");
+            assert_eq!(cache.rfc3339(since), rfc3339_millis(at(secs, ms)), "{secs}.{ms}");
+            assert_eq!(cache.clf(since), clf_time(at(secs, ms)), "{secs}.{ms}");
         }
     }
 
     fn entry<'a>(path: &'a str, ua: Option<&'a [u8]>) -> Entry<'a> {
         Entry {
-            time: at(1_796_065_323, 123),
+            time: Duration::from_millis(1_796_065_323_123),
             // Leaked: a test's entries live as long as the test.
             clock: Box::leak(Box::new(TimeCache::default())),
             shard: 1,
