@@ -27,3 +27,32 @@ pub(crate) fn bind_reuseport(addr: SocketAddr, count: usize, backlog: u32) -> io
     }
     Ok(listeners)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let listeners = bind_reuseport("127.0.0.1:0".parse().expect("addr"), 2, 16).expect("bind");
+        let addr = listeners[0].local_addr().expect("addr");
+        assert_eq!(listeners[1].local_addr().expect("addr"), addr, "one port for every shard");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        // Either listener may get the connection (SO_REUSEPORT spreads them).
+        let accepted = (0..400)
+            .find_map(|_| {
+                let conn = listeners.iter().find_map(|l| l.accept().ok());
+                if conn.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                conn
+            })
+            .expect("accepted within 2 s")
+            .0;
+        let socket = Socket::from(accepted);
+        assert!(
+            socket.tcp_nodelay().expect("getsockopt"),
+            "the engine relies on this: it sets nothing per connection"
+        );
+    }
+}

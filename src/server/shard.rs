@@ -411,7 +411,8 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
                     continue;
                 }
                 stats.open_connections.set(stats.open_connections.get() + 1);
-                let _ = stream.set_nodelay(true);
+                // TCP_NODELAY comes from the listener (Linux copies it to every accepted
+                // socket; `listener`'s test holds it): no setsockopt per connection.
                 monoio::spawn(conn::serve(stream, peer, Rc::clone(shard), Rc::clone(router)));
             }
             Err(e) => {
