@@ -321,10 +321,12 @@ fn route_request<'r>(ctx: &mut Context, router: &'r Router, scratch: &mut Vec<u8
 }
 
 /// Runs the handler of a route with no middleware (a synchronous one): a plain call,
-/// no future.
+/// no future. Its log ids are not made current: only middleware set them, so they are
+/// empty here, and a log line reads the same without them (no thread-local swap per
+/// request).
 fn run_plain(handler: &dyn Fn(&mut Context), ctx: &mut Context) -> Answered {
-    let ids = Rc::clone(&ctx.log_ids);
-    match crate::logging::with_ids(&ids, || catch_unwind(AssertUnwindSafe(|| handler(ctx)))) {
+    debug_assert!(ctx.log_ids.get().is_empty(), "ids are set by middleware only");
+    match catch_unwind(AssertUnwindSafe(|| handler(ctx))) {
         Ok(()) => Answered::Normal,
         Err(panic) => panicked(ctx, &*panic),
     }
