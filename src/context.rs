@@ -339,14 +339,7 @@ impl Context {
 
     /// The raw bytes of the first request header named `name` (case-insensitive).
     pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        let req = self.req();
-        let name = name.as_bytes();
-        // Lengths first: see `header_lines`.
-        self.head
-            .headers
-            .iter()
-            .find(|(n, _)| n.len() == name.len() && n.get(req).eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.get(req))
+        self.header_lines(name).next()
     }
 
     /// Every request header as (name, raw value), in arrival order.
@@ -383,7 +376,7 @@ impl Context {
     /// Lengths are compared before bytes: nearly every field differs in length from the
     /// one asked for (the default stack asks for six names a request, most of them
     /// absent).
-    fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fn header_lines<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
         let req = self.req();
         let name = name.as_bytes();
         self.head
