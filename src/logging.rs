@@ -10,7 +10,7 @@
 //!
 //! Owns one thread-local cell per thread; no allocation, no cross-thread state.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
@@ -97,30 +97,30 @@ impl LogIds {
 thread_local! {
     /// The ids of the request being polled: a handle on its own cell, so making it
     /// current costs a reference count, not a copy of the ids.
-    static CURRENT: RefCell<Option<Rc<Cell<LogIds>>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Rc<RefCell<LogIds>>>> = const { RefCell::new(None) };
 }
 
 /// The ids of the request this thread is serving right now (empty between requests).
 pub fn current() -> LogIds {
-    CURRENT.with(|c| c.borrow().as_ref().map(|ids| ids.get()).unwrap_or_default())
+    CURRENT.with(|c| c.borrow().as_ref().map(|ids| *ids.borrow()).unwrap_or_default())
 }
 
 /// Runs `poll` with `ids` as the current request's; what middleware learn during the
 /// poll goes straight into `ids`. The thread's current request is cleared after.
-pub(crate) fn with_ids<R>(ids: &Rc<Cell<LogIds>>, poll: impl FnOnce() -> R) -> R {
+pub(crate) fn with_ids<R>(ids: &Rc<RefCell<LogIds>>, poll: impl FnOnce() -> R) -> R {
     CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(ids)));
     let out = poll();
     CURRENT.with(|c| *c.borrow_mut() = None);
     out
 }
 
-/// Changes the current request's ids (from middleware, during a poll).
+/// Changes the current request's ids (from middleware, during a poll), in place: a
+/// copy out and back of the ids' 115 bytes was about 30 instructions an update, two
+/// updates a default-stack request.
 pub(crate) fn update(f: impl FnOnce(&mut LogIds)) {
     CURRENT.with(|c| {
         if let Some(cell) = c.borrow().as_ref() {
-            let mut ids = cell.get();
-            f(&mut ids);
-            cell.set(ids);
+            f(&mut cell.borrow_mut());
         }
     });
 }
@@ -157,15 +157,15 @@ mod tests {
 
     #[test]
     fn ids_are_current_only_inside_the_poll_and_updates_are_kept() {
-        let ids = Rc::new(Cell::new(LogIds::default()));
+        let ids = Rc::new(RefCell::new(LogIds::default()));
         assert!(current().is_empty());
         with_ids(&ids, || {
             update(|l| l.set_request_id("req-1"));
             assert_eq!(current().request_id(), Some("req-1"));
         });
         assert!(current().is_empty(), "cleared after the poll");
-        assert_eq!(ids.get().request_id(), Some("req-1"), "kept for the next poll");
-        let other = Rc::new(Cell::new(LogIds::default()));
+        assert_eq!(ids.borrow().request_id(), Some("req-1"), "kept for the next poll");
+        let other = Rc::new(RefCell::new(LogIds::default()));
         with_ids(&other, || assert!(current().request_id().is_none(), "no leak between requests"));
         with_ids(&ids, || {
             update(|l| l.set_trace(*b"4bf92f3577b34da6a3ce929d0e0e4736", *b"00f067aa0ba902b7", true));

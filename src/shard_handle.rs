@@ -115,7 +115,7 @@ impl ShardHandle {
         let stats = Rc::clone(stats);
         let shard = self.id;
         // The task's log lines name the request that spawned it.
-        let ids = Rc::new(std::cell::Cell::new(crate::logging::current()));
+        let ids = Rc::new(std::cell::RefCell::new(crate::logging::current()));
         monoio::spawn(async move {
             struct Done(Rc<ShardStats>);
             impl Drop for Done {

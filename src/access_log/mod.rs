@@ -214,7 +214,9 @@ fn write_addr(out: &mut Vec<u8>, addr: std::net::SocketAddr, with_port: bool) {
 
 /// A JSON string literal (serde_json's escaping; no allocation). A string with nothing
 /// to escape, nearly every one, is copied between quotes: serde_json's byte-by-byte
-/// escape loop was 6 % of a default-stack request's instructions.
+/// escape loop was 6 % of a default-stack request's instructions. Inlined into the
+/// line writer (three calls a line): 23 instructions a request less.
+#[inline(always)]
 fn json_string(out: &mut Vec<u8>, s: &str) {
     if !crate::http::words::needs_json_escape(s.as_bytes()) {
         out.push(b'"');

@@ -325,7 +325,7 @@ fn route_request<'r>(ctx: &mut Context, router: &'r Router, scratch: &mut Vec<u8
 /// empty here, and a log line reads the same without them (no thread-local swap per
 /// request).
 fn run_plain(handler: &dyn Fn(&mut Context), ctx: &mut Context) -> Answered {
-    debug_assert!(ctx.log_ids.get().is_empty(), "ids are set by middleware only");
+    debug_assert!(ctx.log_ids.borrow().is_empty(), "ids are set by middleware only");
     match catch_unwind(AssertUnwindSafe(|| handler(ctx))) {
         Ok(()) => Answered::Normal,
         Err(panic) => panicked(ctx, &*panic),
