@@ -1,4 +1,5 @@
-//! Per-connection bump arenas: the futures of a middleware chain and typed request values.
+//! Per-request bump arenas: the futures of a request (its middleware chain, the engine's
+//! slow-path reads) and typed request values.
 //!
 //! This is the one module where ringo erases types by hand, so all of its `unsafe` lives
 //! here. Both arenas are reset after every response, which keeps the steady state free
@@ -24,7 +25,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use bumpalo::Bump;
 
-/// Holds the futures of one request's middleware chain.
+/// Holds the futures of one request: its middleware chain, and the engine's reads of a
+/// partial head or a body still on its way.
 #[derive(Debug, Default)]
 pub(crate) struct FutureArena {
     bump: Bump,
