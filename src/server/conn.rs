@@ -155,10 +155,9 @@ async fn serve_requests(
             }
         };
         let RequestState { ctx, arena } = &mut **state;
-        // Nearly every request is complete in the buffer: parsed here, with no future
-        // built for the reads a partial head or a body still on its way would need.
-        // The reads a partial head or a body still on its way need run from the request
-        // arena (see `in_arena`).
+        // Nearly every request is complete in the buffer: parsed here. The reads a
+        // partial head or a body still on its way needs run from the request's arena
+        // (see `in_arena`).
         let head_len = match parse_head(conn.input.pending(), shard.limits(), &mut ctx.head) {
             Ok(Parse::Complete(n)) => n,
             Ok(Parse::Partial) => in_arena(arena, || read_head(shard, conn, ctx)).await?,
@@ -171,12 +170,11 @@ async fn serve_requests(
             }
             BodyFraming::Length(n) => {
                 let total = sized_request_len(head_len, n);
-                if conn.input.pending().len() >= total {
-                    ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
-                    total
-                } else {
-                    in_arena(arena, || read_sized_body(shard, conn, ctx, head_len, total)).await?
+                if conn.input.pending().len() < total {
+                    in_arena(arena, || read_sized_body(shard, conn, ctx, head_len, total)).await?;
                 }
+                ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
+                total
             }
             BodyFraming::Chunked => in_arena(arena, || read_chunked_body(shard, conn, ctx, head_len)).await?,
         };
@@ -524,29 +522,26 @@ where
     out.unwrap_or_else(|| Err(End::Io(io::Error::other("a request read ended without its result"))))
 }
 
-/// Makes sure the body of the request whose `head_len`-byte head starts the pending
-/// bytes is there too, reading until `total` bytes are pending (sending pending
-/// responses first). Returns `total`, the bytes the request occupies.
+/// Reads the rest of the body of the request whose `head_len`-byte head starts the
+/// pending bytes, until `total` bytes are pending (sending pending responses first).
+/// Returns `total`, the bytes the request occupies.
 ///
 /// The body must be complete within `body_deadline_ms` of the head, each read of it
 /// within `body_timeout_ms`; past either the answer is 408.
 async fn read_sized_body(
     shard: &ShardLocal,
     conn: &mut Connection,
-    ctx: &mut Context,
+    ctx: &Context,
     head_len: usize,
     total: usize,
 ) -> Result<usize, End> {
-    if conn.input.pending().len() < total {
-        if ctx.head.expect_continue && conn.input.pending().len() == head_len {
-            conn.transport.out.extend_from_slice(response::CONTINUE);
-        }
-        let deadline = body_deadline(shard);
-        while conn.input.pending().len() < total {
-            read_body_piece(shard, conn, deadline, total).await?;
-        }
+    if ctx.head.expect_continue && conn.input.pending().len() == head_len {
+        conn.transport.out.extend_from_slice(response::CONTINUE);
     }
-    ctx.body = BodyRef::InBuffer(Span::new(head_len, total));
+    let deadline = body_deadline(shard);
+    while conn.input.pending().len() < total {
+        read_body_piece(shard, conn, deadline, total).await?;
+    }
     Ok(total)
 }
 
