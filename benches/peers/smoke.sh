@@ -4,7 +4,7 @@
 # (default: every peer whose binary is there). Loopback only; exits 1 if any check failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-ALL="actix hyper may-minihttp glommio monoio-bare uring-raw gin echo nginx"
+ALL="actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw gin echo nginx"
 names=${*:-$ALL}
 PORT=${PORT:-18090}
 

@@ -15,18 +15,20 @@
 
 #[path = "../../common/args.rs"]
 mod args;
+#[path = "../../common/buf_ring.rs"]
+mod buf_ring;
 #[path = "../../common/listener.rs"]
 mod listener;
 #[path = "../../common/pin.rs"]
 mod pin;
 
-use std::alloc::{alloc_zeroed, Layout};
 use std::os::fd::{IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use io_uring::types::{BufRingEntry, Fd};
+use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use buf_ring::BufRing;
 
 const RING_ENTRIES: u32 = 4096;
 const BUF_GROUP: u16 = 0;
@@ -160,53 +162,6 @@ struct Conn {
     closing: bool,
 }
 
-/// The provided-buffer ring for multishot recv.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    mem: Vec<u8>,
-    tail: u16,
-}
-
-impl BufRing {
-    /// Registers the ring with the kernel; `None` where provided-buffer rings are refused.
-    fn register(ring: &IoUring) -> Option<BufRing> {
-        let layout = Layout::from_size_align(BUF_COUNT as usize * size_of::<BufRingEntry>(), 4096).ok()?;
-        let entries = unsafe { alloc_zeroed(layout) } as *mut BufRingEntry;
-        if entries.is_null() {
-            return None;
-        }
-        let ok =
-            unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, BUF_COUNT, BUF_GROUP, 0) };
-        if ok.is_err() {
-            unsafe { std::alloc::dealloc(entries as *mut u8, layout) };
-            return None;
-        }
-        let mut br = BufRing { entries, mem: vec![0u8; BUF_COUNT as usize * BUF_SIZE], tail: 0 };
-        for bid in 0..BUF_COUNT {
-            br.give_back(bid);
-        }
-        Some(br)
-    }
-
-    fn buf(&self, bid: u16, len: usize) -> &[u8] {
-        &self.mem[bid as usize * BUF_SIZE..][..len]
-    }
-
-    /// Returns buffer `bid` to the kernel.
-    fn give_back(&mut self, bid: u16) {
-        let addr = self.mem.as_ptr() as u64 + bid as u64 * BUF_SIZE as u64;
-        unsafe {
-            let entry = &mut *self.entries.add((self.tail & (BUF_COUNT - 1)) as usize);
-            entry.set_addr(addr);
-            entry.set_len(BUF_SIZE as u32);
-            entry.set_bid(bid);
-            self.tail = self.tail.wrapping_add(1);
-            let tail = &*(BufRingEntry::tail(self.entries) as *const AtomicU16);
-            tail.store(self.tail, Ordering::Release);
-        }
-    }
-}
-
 struct Worker {
     ring: IoUring,
     listener: RawFd,
@@ -254,7 +209,7 @@ impl Worker {
         let ring = new_ring();
         // URING_RAW_SINGLESHOT=1 forces the single-shot paths (the fallback for older kernels).
         let singleshot = std::env::var_os("URING_RAW_SINGLESHOT").is_some_and(|v| v != "0");
-        let bufs = if singleshot { None } else { BufRing::register(&ring) };
+        let bufs = if singleshot { None } else { BufRing::register(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE) };
         let multishot_recv = bufs.is_some();
         Worker {
             ring,
