@@ -140,7 +140,10 @@ impl Transport {
                 std::mem::take(&mut self.out),
                 std::mem::take(&mut self.tail),
             );
-            Watched::new(watch, gather.write_all(io)).await.map(|(r, gather)| {
+            // Boxed: the gathered write's future is the largest await of the request
+            // loop, and every connection's task is sized for its largest await; a large
+            // body is rare and already its own allocation, so it pays this one too.
+            Watched::new(watch, Box::pin(gather.write_all(io))).await.map(|(r, gather)| {
                 (self.iov, self.out, self.tail) = gather.into_parts();
                 r
             })

@@ -130,9 +130,7 @@ async fn serve_requests(
     held: &mut Option<Box<RequestState>>,
     router: &Router,
 ) -> Result<(), End> {
-    let mut scratch = Vec::new();
-    let mut drain_head = None;
-    let stats = Rc::clone(&shard.handle.stats);
+    let stats = &*shard.handle.stats;
     loop {
         if conn.input.pending().is_empty() {
             // The answers are encoded: the request state goes back before the write, so
@@ -180,14 +178,16 @@ async fn serve_requests(
         };
         // In flight from parsed to written: the transport settles it, so a draining
         // shard never exits with a response still in a write buffer.
-        conn.transport.begin_request(&stats);
+        conn.transport.begin_request(stats);
         // The request starts when its bytes were read (or when an await before it
         // ended): the shard clock is not read again per request.
         let started = shard.handle.clock.now();
         ctx.started = started;
 
         conn.lend(ctx);
-        let (outcome, slot) = match route_request(ctx, router, &mut scratch) {
+        // The scratch borrow ends before the chain runs (other connections route too).
+        let routed = route_request(ctx, router, &mut shard.scratch.borrow_mut().path);
+        let (outcome, slot) = match routed {
             Routed::Run(route, slot) => match route.plain_sync() {
                 Some(handler) => (run_plain(handler, ctx), slot),
                 None => (run_route(route, ctx, arena).await, slot),
@@ -195,8 +195,7 @@ async fn serve_requests(
             Routed::Done(outcome, slot) => (outcome, slot),
         };
         conn.reclaim(ctx);
-        let more_buffered =
-            shard.draining.get() && complete_head_follows(shard, conn, consumed, &mut drain_head);
+        let more_buffered = shard.draining.get() && complete_head_follows(shard, conn, consumed);
         let keep_alive = match outcome {
             Answered::Normal => finish_response(shard, conn, ctx, more_buffered),
             Answered::Refused(e) => return Err(End::Answer(e)),
@@ -216,7 +215,7 @@ async fn serve_requests(
         conn.transport.response_queued();
         let status = ctx.resp.get_mut().status;
         stats.count(slot, status);
-        conn.transport.time_request(started, &stats, &shard.handle.clock);
+        conn.transport.time_request(started, stats, &shard.handle.clock);
         if let Some(ids) = ctx.span.take() {
             // A recorded span times its own request.
             let duration = shard.handle.clock.refresh().saturating_duration_since(started);
@@ -405,19 +404,15 @@ fn redirect(ctx: &mut Context, status: u16, target_path: &[u8]) {
 
 /// While draining: whether another complete request head is already buffered after the
 /// current one (it is answered before the connection closes).
-fn complete_head_follows(
-    shard: &ShardLocal,
-    conn: &Connection,
-    consumed: usize,
-    head: &mut Option<RequestHead>,
-) -> bool {
+fn complete_head_follows(shard: &ShardLocal, conn: &Connection, consumed: usize) -> bool {
     let pending = conn.input.pending();
     let rest = &pending[consumed.min(pending.len())..];
     if rest.is_empty() {
         return false;
     }
     let limits = shard.limits();
-    let head = head.get_or_insert_with(|| RequestHead::new(limits.header_count()));
+    let mut scratch = shard.scratch.borrow_mut();
+    let head = scratch.next_head.get_or_insert_with(|| RequestHead::new(limits.header_count()));
     matches!(parse_head(rest, limits, head), Ok(Parse::Complete(_)))
 }
 

@@ -53,6 +53,10 @@ pub(crate) struct ShardLocal {
     pub(crate) conns: RefCell<ConnRegistry>,
     /// The shard's answers' shared head start, encoded once (see [`HeadMemo`]).
     pub(crate) head_memo: RefCell<HeadMemo>,
+    /// Scratch space of the request loop's synchronous steps (the router's toggled-slash
+    /// path, the draining shard's look at the next buffered head). Kept here, not in
+    /// each connection's future, so an idle connection does not carry them.
+    pub(crate) scratch: RefCell<LoopScratch>,
     /// Boxed so a connection task holds a pointer, not a large struct, in its future.
     #[allow(clippy::vec_box)]
     pool: RefCell<Vec<Box<RequestState>>>,
@@ -66,6 +70,7 @@ impl ShardLocal {
             buffers: Rc::new(BufferPool::default()),
             conns: RefCell::new(ConnRegistry::default()),
             head_memo: RefCell::new(HeadMemo::default()),
+            scratch: RefCell::new(LoopScratch::default()),
             pool: RefCell::new(Vec::new()),
         })
     }
@@ -100,6 +105,16 @@ impl ShardLocal {
             pool.push(state);
         }
     }
+}
+
+/// See [`ShardLocal::scratch`]. Each use borrows it for one synchronous step, never
+/// across an await.
+#[derive(Default)]
+pub(crate) struct LoopScratch {
+    /// The request path with its trailing slash toggled (redirect lookups).
+    pub(crate) path: Vec<u8>,
+    /// A parse of the head after the current request, made while draining.
+    pub(crate) next_head: Option<crate::http::request::RequestHead>,
 }
 
 /// Everything a shard thread needs to start (and to start again after a death).
