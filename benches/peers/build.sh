@@ -13,7 +13,7 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here" || exit 1
 
-RUST_PEERS="actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw"
+RUST_PEERS="actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks"
 GO_PEERS="gin echo"
 PEERS=${PEERS:-"$RUST_PEERS $GO_PEERS nginx"}
 GOPATH_DEBIAN=/usr/share/gocode

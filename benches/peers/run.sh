@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one peer server in the foreground: run.sh NAME PORT WORKERS
 #
-# NAME: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw
+# NAME: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks
 #       (target/release/NAME),
 #       uring-raw-single (uring-raw with URING_RAW_SINGLESHOT=1: single-shot accept and
 #       recv into the connection's own buffer, to measure what multishot and provided
@@ -21,7 +21,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-raw-single gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks uring-raw-single gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -35,7 +35,7 @@ need() { # binary
 }
 
 case $name in
-  actix | hyper | may-minihttp | glommio | monoio-bare | monoio-sidering | uring-raw)
+  actix | hyper | may-minihttp | glommio | monoio-bare | monoio-sidering | uring-raw | uring-tasks)
     bin="$here/target/release/$name"
     need "$bin"
     exec "$bin" --host "$host" --port "$port" --workers "$workers"

@@ -4,7 +4,7 @@
 # (default: every peer whose binary is there). Loopback only; exits 1 if any check failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-ALL="actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw gin echo nginx"
+ALL="actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks gin echo nginx"
 names=${*:-$ALL}
 PORT=${PORT:-18090}
 
@@ -53,7 +53,7 @@ for name in $names; do
     n=$(curl -sv "$url/plaintext" "$url/json" 2>&1 | grep -c 'Re-using existing connection\|Reusing existing connection')
     [ "$n" -ge 1 ] || errors+=("keep-alive: second request did not reuse the connection")
     case $name in
-      uring-raw)
+      uring-raw | uring-tasks)
         check 'users (404 here)' 404 '' '' "$url/users/42"
         check 'echo (404 here)' 404 '' '' -X POST -H 'Content-Type: application/json' -d "$ECHO_DOC" "$url/echo"
         ;;
