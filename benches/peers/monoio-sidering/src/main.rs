@@ -27,11 +27,13 @@ mod http;
 mod listener;
 #[path = "../../common/pin.rs"]
 mod pin;
+#[path = "../../common/raw_ring.rs"]
+mod raw_ring;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
@@ -39,19 +41,7 @@ use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use buf_ring::BufRing;
-
-const RING_ENTRIES: u32 = 4096;
-const BUF_GROUP: u16 = 0;
-const BUF_COUNT: u16 = 1024;
-const BUF_SIZE: usize = 4096;
-
-const OP_ACCEPT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_SEND: u64 = 3;
-
-fn user_data(op: u64, slot: u32) -> u64 {
-    (op << 32) | slot as u64
-}
+use raw_ring::{user_data, BUF_COUNT, BUF_GROUP, BUF_SIZE, OP_ACCEPT, OP_RECV, OP_SEND, RING_ENTRIES};
 
 /// A connection as the side ring sees it; its task reads and writes it through the worker's
 /// `Side`.
@@ -150,29 +140,14 @@ fn reap(side: &Shared) {
             OP_ACCEPT => {
                 if res >= 0 {
                     let fd = res;
-                    let one: libc::c_int = 1;
-                    // SAFETY: plain setsockopt on the socket just accepted, with an int option.
-                    unsafe {
-                        libc::setsockopt(
-                            fd,
-                            libc::IPPROTO_TCP,
-                            libc::TCP_NODELAY,
-                            &one as *const _ as *const libc::c_void,
-                            size_of::<libc::c_int>() as libc::socklen_t,
-                        )
-                    };
-                    let slot = match s.free.pop() {
-                        Some(slot) => slot,
-                        None => {
-                            s.conns.push(Conn::default());
-                            (s.conns.len() - 1) as u32
-                        }
-                    };
+                    raw_ring::set_nodelay(fd);
+                    let side_mut = &mut *s;
+                    let slot = raw_ring::take_slot(&mut side_mut.conns, &mut side_mut.free);
                     s.conns[slot as usize] = Conn { fd, ..Conn::default() };
                     s.arm_recv(slot);
                     monoio::spawn(connection(Rc::clone(side), slot));
-                } else if !matches!(-res, libc::EMFILE | libc::ENFILE | libc::ECONNABORTED | libc::EINTR) {
-                    eprintln!("accept: {}", std::io::Error::from_raw_os_error(-res));
+                } else {
+                    raw_ring::report_accept_error(res);
                 }
                 if !cqueue::more(flags) {
                     s.arm_accept();
@@ -391,24 +366,5 @@ fn worker(listener: RawFd) {
 }
 
 fn main() {
-    let args = args::parse();
-    let addr = args.addr();
-    let cpus = pin::allowed_cpus();
-    let workers: Vec<_> = (0..args.workers)
-        .map(|i| {
-            let listener =
-                listener::reuseport(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")).into_raw_fd();
-            let cpus = cpus.clone();
-            std::thread::Builder::new()
-                .name(format!("sidering-{i}"))
-                .spawn(move || {
-                    pin::pin_current(i, &cpus);
-                    worker(listener)
-                })
-                .expect("spawn worker")
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
+    raw_ring::run_workers("sidering", worker);
 }

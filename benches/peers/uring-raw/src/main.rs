@@ -23,27 +23,17 @@ mod fixed_http;
 mod listener;
 #[path = "../../common/pin.rs"]
 mod pin;
+#[path = "../../common/raw_ring.rs"]
+mod raw_ring;
 
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use buf_ring::BufRing;
 use fixed_http::{process, Responses};
-
-const RING_ENTRIES: u32 = 4096;
-const BUF_GROUP: u16 = 0;
-const BUF_COUNT: u16 = 1024; // power of two
-const BUF_SIZE: usize = 4096;
-
-const OP_ACCEPT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_SEND: u64 = 3;
-
-fn user_data(op: u64, slot: u32) -> u64 {
-    (op << 32) | slot as u64
-}
+use raw_ring::{user_data, BUF_COUNT, BUF_GROUP, BUF_SIZE, OP_ACCEPT, OP_RECV, OP_SEND, RING_ENTRIES};
 
 #[derive(Default)]
 struct Conn {
@@ -205,23 +195,8 @@ impl Worker {
         if res >= 0 {
             self.accepted_any = true;
             let fd = res;
-            let one: libc::c_int = 1;
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    &one as *const _ as *const libc::c_void,
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            let slot = match self.free.pop() {
-                Some(s) => s,
-                None => {
-                    self.conns.push(Conn::default());
-                    (self.conns.len() - 1) as u32
-                }
-            };
+            raw_ring::set_nodelay(fd);
+            let slot = raw_ring::take_slot(&mut self.conns, &mut self.free);
             let conn = &mut self.conns[slot as usize];
             conn.fd = fd;
             conn.open = true;
@@ -230,11 +205,8 @@ impl Worker {
             self.arm_recv(slot);
         } else if res == -libc::EINVAL && self.multishot_accept && !self.accepted_any {
             self.multishot_accept = false;
-        } else if !matches!(
-            -res,
-            libc::EMFILE | libc::ENFILE | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN
-        ) {
-            eprintln!("accept: {}", std::io::Error::from_raw_os_error(-res));
+        } else {
+            raw_ring::report_accept_error(res);
         }
         if !cqueue::more(flags) {
             self.arm_accept();
@@ -330,24 +302,5 @@ impl Worker {
 }
 
 fn main() {
-    let args = args::parse();
-    let addr = args.addr();
-    let cpus = pin::allowed_cpus();
-    let workers: Vec<_> = (0..args.workers)
-        .map(|i| {
-            let listener =
-                listener::reuseport(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")).into_raw_fd();
-            let cpus = cpus.clone();
-            std::thread::Builder::new()
-                .name(format!("uring-{i}"))
-                .spawn(move || {
-                    pin::pin_current(i, &cpus);
-                    Worker::new(listener).run()
-                })
-                .expect("spawn worker")
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
+    raw_ring::run_workers("uring", |listener| Worker::new(listener).run());
 }

@@ -26,11 +26,13 @@ mod fixed_http;
 mod listener;
 #[path = "../../common/pin.rs"]
 mod pin;
+#[path = "../../common/raw_ring.rs"]
+mod raw_ring;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
@@ -39,19 +41,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use buf_ring::BufRing;
 use fixed_http::{process, Responses};
-
-const RING_ENTRIES: u32 = 4096;
-const BUF_GROUP: u16 = 0;
-const BUF_COUNT: u16 = 1024; // power of two
-const BUF_SIZE: usize = 4096;
-
-const OP_ACCEPT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_SEND: u64 = 3;
-
-fn user_data(op: u64, slot: u32) -> u64 {
-    (op << 32) | slot as u64
-}
+use raw_ring::{user_data, BUF_COUNT, BUF_GROUP, BUF_SIZE, OP_ACCEPT, OP_RECV, OP_SEND, RING_ENTRIES};
 
 // ---------------------------------------------------------------------------------------
 // Executor
@@ -226,24 +216,8 @@ impl Reactor {
     fn on_accept(&mut self, res: i32, flags: u32) {
         if res >= 0 {
             let fd = res;
-            let one: libc::c_int = 1;
-            // SAFETY: a plain setsockopt on the accepted socket with a valid int option.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    &one as *const _ as *const libc::c_void,
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            let slot = match self.free.pop() {
-                Some(s) => s,
-                None => {
-                    self.conns.push(ConnIo::default());
-                    (self.conns.len() - 1) as u32
-                }
-            };
+            raw_ring::set_nodelay(fd);
+            let slot = raw_ring::take_slot(&mut self.conns, &mut self.free);
             let conn = &mut self.conns[slot as usize];
             conn.fd = fd;
             conn.open = true;
@@ -252,11 +226,8 @@ impl Reactor {
             conn.send_result = None;
             self.arm_recv(slot);
             spawn(serve(slot));
-        } else if !matches!(
-            -res,
-            libc::EMFILE | libc::ENFILE | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN
-        ) {
-            eprintln!("accept: {}", std::io::Error::from_raw_os_error(-res));
+        } else {
+            raw_ring::report_accept_error(res);
         }
         if !cqueue::more(flags) {
             self.arm_accept();
@@ -440,24 +411,5 @@ fn run(listener: RawFd) -> ! {
 }
 
 fn main() {
-    let args = args::parse();
-    let addr = args.addr();
-    let cpus = pin::allowed_cpus();
-    let workers: Vec<_> = (0..args.workers)
-        .map(|i| {
-            let listener =
-                listener::reuseport(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")).into_raw_fd();
-            let cpus = cpus.clone();
-            std::thread::Builder::new()
-                .name(format!("tasks-{i}"))
-                .spawn(move || {
-                    pin::pin_current(i, &cpus);
-                    run(listener)
-                })
-                .expect("spawn worker")
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
+    raw_ring::run_workers("tasks", |listener| run(listener));
 }
