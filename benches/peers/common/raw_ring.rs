@@ -1,12 +1,14 @@
 //! What the peers that drive an io_uring by hand (uring-raw, uring-tasks, monoio-sidering)
 //! share: the ring's sizes, the `user_data` layout (an operation in the high half, a
-//! connection slot in the low half), TCP_NODELAY on accepted sockets, and the workers: one
+//! connection slot in the low half), pushing an entry, TCP_NODELAY on accepted sockets, and the workers: one
 //! pinned thread per worker, each with its own SO_REUSEPORT listener.
 //!
 //! Included with `#[path = "../../common/raw_ring.rs"] mod raw_ring;`, beside the `args`,
 //! `listener` and `pin` modules it uses.
 
 use std::os::fd::{IntoRawFd, RawFd};
+
+use io_uring::{squeue, IoUring};
 
 pub const RING_ENTRIES: u32 = 4096;
 /// The provided-buffer group of the multishot receives.
@@ -21,6 +23,28 @@ pub const OP_SEND: u64 = 3;
 
 pub fn user_data(op: u64, slot: u32) -> u64 {
     (op << 32) | slot as u64
+}
+
+/// Queues `sqe`, submitting what is queued first when the submission queue is full.
+///
+/// # Safety
+/// Every buffer and descriptor the entry points to must stay valid, and unmoved, until its
+/// completion is reaped.
+pub unsafe fn push(ring: &mut IoUring, sqe: squeue::Entry) {
+    // SAFETY: the caller keeps what the entry points to alive until its completion.
+    while unsafe { ring.submission().push(&sqe) }.is_err() {
+        submit(ring);
+    }
+}
+
+/// Submits what is queued, without waiting; an interrupted or busy (completion queue
+/// full) submit is left for the next one.
+pub fn submit(ring: &mut IoUring) {
+    match ring.submit() {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+        Err(e) => panic!("io_uring_enter: {e}"),
+    }
 }
 
 /// Sets TCP_NODELAY on an accepted socket (best effort, as the other peers' runtimes do).

@@ -95,9 +95,7 @@ impl Side {
         // SAFETY: every entry pushed points at memory that outlives its completion: the
         // listener and sockets stay open until their operations ended, and a send's buffer is
         // its task's, which waits for the completion (tasks are never dropped mid-send here).
-        while unsafe { self.ring.submission().push(&sqe) }.is_err() {
-            self.submit();
-        }
+        unsafe { raw_ring::push(&mut self.ring, sqe) };
         if !self.unsubmitted {
             self.unsubmitted = true;
             if let Some(w) = self.submitter.take() {
@@ -107,11 +105,7 @@ impl Side {
     }
 
     fn submit(&mut self) {
-        match self.ring.submit() {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
-            Err(e) => panic!("io_uring_enter (side ring): {e}"),
-        }
+        raw_ring::submit(&mut self.ring);
     }
 
     fn arm_accept(&mut self) {

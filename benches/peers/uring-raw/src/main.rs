@@ -66,13 +66,12 @@ struct Worker {
     rsp: Responses,
 }
 
+/// Queues an entry on the worker's ring.
 fn push(ring: &mut IoUring, sqe: squeue::Entry) {
-    loop {
-        if unsafe { ring.submission().push(&sqe) }.is_ok() {
-            return;
-        }
-        ring.submit().expect("io_uring submit");
-    }
+    // SAFETY: receives point into the connection's own buffer or the registered buffer ring,
+    // sends into `sending`, neither touched until the completion; descriptors close only once
+    // their operations ended.
+    unsafe { raw_ring::push(ring, sqe) }
 }
 
 fn new_ring() -> IoUring {

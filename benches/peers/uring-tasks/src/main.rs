@@ -14,7 +14,7 @@
 //!   answers (so, like ringo and monoio, a connection has one send in flight and reads on
 //!   once it is written), repeat; close on end of file, error or `Connection: close`.
 //!
-//! Needs Linux 6.0 (multishot recv); it does not fall back.
+//! Needs Linux 6.1 (DEFER_TASKRUN; multishot recv needs 6.0); it does not fall back.
 
 #[path = "../../common/args.rs"]
 mod args;
@@ -74,7 +74,7 @@ fn schedule(id: u32) {
 }
 
 fn spawn(task: impl Future<Output = ()> + 'static) {
-    EXEC.with(|e| {
+    let id = EXEC.with(|e| {
         let mut e = e.borrow_mut();
         let id = match e.free.pop() {
             Some(id) => id,
@@ -85,9 +85,9 @@ fn spawn(task: impl Future<Output = ()> + 'static) {
             }
         };
         e.tasks[id as usize] = Some(Box::pin(task));
-        e.queued[id as usize] = true;
-        e.ready.push_back(id);
+        id
     });
+    schedule(id);
 }
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(waker_clone, waker_wake, waker_wake, waker_drop);
@@ -167,16 +167,12 @@ fn with_reactor<R>(f: impl FnOnce(&mut Reactor) -> R) -> R {
     REACTOR.with(|r| f(r.borrow_mut().as_mut().expect("the worker's reactor")))
 }
 
+/// Queues an entry on the worker's ring.
 fn push(ring: &mut IoUring, sqe: squeue::Entry) {
-    loop {
-        // SAFETY: every buffer an entry points to stays alive and unmoved until its
-        // completion: receives use the registered buffer ring, sends a buffer held in the
-        // connection's state until the send completes.
-        if unsafe { ring.submission().push(&sqe) }.is_ok() {
-            return;
-        }
-        ring.submit().expect("io_uring submit");
-    }
+    // SAFETY: every buffer an entry points to stays alive and unmoved until its completion:
+    // receives use the registered buffer ring, sends a buffer held in the connection's state
+    // until the send completes; descriptors close only once their operations ended.
+    unsafe { raw_ring::push(ring, sqe) }
 }
 
 impl Reactor {
