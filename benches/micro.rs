@@ -2,7 +2,8 @@
 //! catch-all), request-head parsing, chunked decoding, JSON parse and serialize
 //! (simd-json against serde_json), arena against heap allocation of per-request data, and
 //! the circuit breaker's check on the request path, and the Redis client's RESP encoding
-//! of GET/SET/MGET and decoding of their replies.
+//! of GET/SET/MGET and decoding of their replies, and the shard runtime's task spawn and
+//! wake against monoio's.
 //!
 //! Run: `cargo bench --bench micro` (add `-- router` to run one group).
 
@@ -202,6 +203,21 @@ fn middleware(c: &mut Criterion) {
     sink.drain(std::time::Duration::from_secs(2));
 }
 
+/// ringo's shard runtime (src/rt) against monoio's, both on io_uring: spawning and
+/// running a task that completes at once, and a task waking itself (one run-queue round
+/// trip each). Figures per task and per wake.
+fn tasks(c: &mut Criterion) {
+    use ringo::bench_api::TaskBench;
+    const N: usize = 1000;
+    let mut g = c.benchmark_group("tasks");
+    g.throughput(Throughput::Elements(N as u64));
+    for (name, mut bench) in [("ringo rt", TaskBench::ringo()), ("monoio", TaskBench::monoio())] {
+        g.bench_function(format!("spawn + run, {name}"), |b| b.iter(|| bench.spawn_and_run(N)));
+        g.bench_function(format!("self-wake, {name}"), |b| b.iter(|| bench.wake_cycles(N)));
+    }
+    g.finish();
+}
+
 /// What a call through a closed breaker costs: `allow()` (clock read, window bucket)
 /// and `success()`.
 fn breaker(c: &mut Criterion) {
@@ -316,5 +332,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, router, parsing, json, arena, middleware, breaker, redis, cache);
+criterion_group!(benches, router, parsing, json, arena, middleware, tasks, breaker, redis, cache);
 criterion_main!(benches);

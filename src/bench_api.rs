@@ -186,3 +186,187 @@ pub fn redis_decode_all(buf: &mut bytes::BytesMut, resp3: bool) -> Option<usize>
         }
     }
 }
+
+/// Serves `listener` on ringo's own shard runtime (`src/rt`: io_uring, multishot accept,
+/// multishot recv into a provided-buffer ring) with a fixed answerer: each connection
+/// reads, hands its pending bytes to `answer` (which appends the responses to its second
+/// argument and returns the bytes consumed and whether to close), writes what it
+/// appended, and repeats. `tick` runs every 100 ms (a Date header's refresh). What the
+/// runtime costs under a real HTTP load, before the engine moves onto it.
+pub fn serve_on_shard_runtime(
+    listener: std::net::TcpListener,
+    answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool),
+    tick: fn(),
+) -> std::io::Result<()> {
+    use crate::rt::net::{TcpListener, TcpStream};
+    use crate::rt::{Runtime, RuntimeConfig, sleep, spawn};
+
+    async fn serve(mut stream: TcpStream, answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool)) {
+        let mut input = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(4096);
+        loop {
+            if input.capacity() - input.len() < 1024 {
+                input.reserve(4096);
+            }
+            let (read, back) = stream.read(input).await;
+            input = back;
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+            let (consumed, close) = answer(&input, &mut out);
+            input.drain(..consumed);
+            if !out.is_empty() {
+                let (sent, back) = stream.write_all(out).await;
+                out = back;
+                out.clear();
+                if sent.is_err() {
+                    return;
+                }
+            }
+            if close {
+                return;
+            }
+        }
+    }
+
+    let mut rt = Runtime::new(RuntimeConfig::default())?;
+    rt.block_on(async move {
+        let mut listener = TcpListener::from_std(listener)?;
+        spawn(async move {
+            loop {
+                sleep(std::time::Duration::from_millis(100)).await;
+                tick();
+            }
+        });
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => spawn(serve(stream, answer)),
+                // Out of descriptors, an aborted handshake: the next accept may succeed.
+                Err(e) => tracing::debug!("accept: {e}"),
+            }
+        }
+    })
+}
+
+/// Tasks spawned and woken on a runtime: ringo's shard runtime (`src/rt`, io_uring) or
+/// monoio's (the engine's runtime today, io_uring), for the same work.
+pub struct TaskBench {
+    runtime: TaskRuntime,
+}
+
+impl std::fmt::Debug for TaskBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.runtime {
+            TaskRuntime::Ringo(_) => "ringo",
+            TaskRuntime::Monoio(_) => "monoio",
+        };
+        f.debug_struct("TaskBench").field("runtime", &name).finish()
+    }
+}
+
+enum TaskRuntime {
+    Ringo(crate::rt::Runtime),
+    Monoio(Box<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>>),
+}
+
+/// A future that is pending `n` times, waking itself each time (a task switch each).
+async fn yield_times(n: usize) {
+    let mut left = n;
+    std::future::poll_fn(|cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(());
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Counts finished tasks and wakes the waiter at the last one (so the waiting future
+/// sleeps instead of polling: monoio polls a self-waking `block_on` future before its
+/// tasks).
+#[derive(Default)]
+struct Countdown {
+    left: std::cell::Cell<usize>,
+    waiter: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+impl Countdown {
+    fn done_one(&self) {
+        self.left.set(self.left.get() - 1);
+        if self.left.get() == 0
+            && let Some(w) = self.waiter.borrow_mut().take()
+        {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.left.get() == 0 {
+                return std::task::Poll::Ready(());
+            }
+            *self.waiter.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
+fn spawn_on_current(task: impl std::future::Future<Output = ()> + 'static) {
+    match crate::rt::try_backend() {
+        Some(_) => crate::rt::spawn(task),
+        None => drop(monoio::spawn(task)),
+    }
+}
+
+impl TaskBench {
+    /// On ringo's shard runtime.
+    pub fn ringo() -> TaskBench {
+        let rt = crate::rt::Runtime::new(crate::rt::RuntimeConfig::default()).expect("io_uring runtime");
+        TaskBench { runtime: TaskRuntime::Ringo(rt) }
+    }
+
+    /// On monoio's io_uring runtime.
+    pub fn monoio() -> TaskBench {
+        let rt =
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build().expect("runtime");
+        TaskBench { runtime: TaskRuntime::Monoio(Box::new(rt)) }
+    }
+
+    /// Spawns `n` tasks that each complete on their first poll, and waits for them.
+    pub fn spawn_and_run(&mut self, n: usize) {
+        self.block_on(async move {
+            let count = std::rc::Rc::new(Countdown::default());
+            count.left.set(n);
+            for _ in 0..n {
+                let count = std::rc::Rc::clone(&count);
+                spawn_on_current(async move { count.done_one() });
+            }
+            count.wait().await;
+        });
+    }
+
+    /// A spawned task that wakes itself `n` times (each wake a trip through the run
+    /// queue, and a loop turn).
+    pub fn wake_cycles(&mut self, n: usize) {
+        self.block_on(async move {
+            let count = std::rc::Rc::new(Countdown::default());
+            count.left.set(1);
+            let done = std::rc::Rc::clone(&count);
+            spawn_on_current(async move {
+                yield_times(n).await;
+                done.done_one();
+            });
+            count.wait().await;
+        });
+    }
+
+    fn block_on(&mut self, work: impl std::future::Future<Output = ()>) {
+        match &mut self.runtime {
+            TaskRuntime::Ringo(rt) => rt.block_on(work),
+            TaskRuntime::Monoio(rt) => rt.block_on(work),
+        }
+    }
+}

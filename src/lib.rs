@@ -47,6 +47,7 @@ pub mod middleware;
 mod ratelimit;
 pub mod redis;
 mod router;
+pub(crate) mod rt;
 mod server;
 mod shard_handle;
 mod span_ring;

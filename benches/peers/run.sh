@@ -13,7 +13,8 @@
 #       gin-redis (bin/gin -redis), one Redis GET per request from REDIS=host:port,
 #       and /items/:id (ringo-redis: straight to Redis; gin-redis: cache-aside in an
 #       in-process map; ringo-items: `ringo serve --redis`, the local cache) (REDIS and
-#       UPSTREAM are set by scripts/bench).
+#       UPSTREAM are set by scripts/bench); ringo-rt (the repository's
+#       examples/shard_runtime: uring-raw's answers on ringo's own shard runtime, src/rt).
 # HOST (default 127.0.0.1) is the address to listen on. Build first with ./build.sh.
 # The process is exec'd, so the caller's pid is the server's pid (kill it to stop it).
 set -euo pipefail
@@ -21,7 +22,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 if [ $# -ne 3 ]; then
   echo "usage: $0 NAME PORT WORKERS" >&2
-  echo "peers: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks uring-raw-single gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items" >&2
+  echo "peers: actix hyper may-minihttp glommio monoio-bare monoio-sidering uring-raw uring-tasks uring-raw-single gin echo nginx ringo-proxy nginx-proxy ringo-redis gin-redis ringo-items ringo-rt" >&2
   exit 2
 fi
 name=$1 port=$2 workers=$3
@@ -49,6 +50,12 @@ case $name in
     bin="$here/bin/$name"
     need "$bin"
     exec "$bin" -host "$host" -port "$port" -workers "$workers"
+    ;;
+  ringo-rt)
+    # examples/shard_runtime.rs: the raw peers' fixed answers on ringo's shard runtime.
+    bin="$here/../../target/release/examples/shard_runtime"
+    need "$bin"
+    exec "$bin" --host "$host" --port "$port" --workers "$workers"
     ;;
   ringo-redis)
     # examples/redis_get.rs: one Redis GET per request through the shard's client.

@@ -1,0 +1,315 @@
+//! ringo's shard runtime: one thread, one io_uring, the tasks of one shard.
+//!
+//! Owns the executor ([`executor`]: a slab of boxed tasks and a FIFO of ready ids), the
+//! timers ([`timer`]: `sleep` and `timeout`), two drivers behind one socket API, and the
+//! sockets ([`net`]):
+//!
+//! - [`ring`], io_uring: the ring set up with `SINGLE_ISSUER` + `DEFER_TASKRUN`, operation
+//!   slots, a provided-buffer ring; a listener has one multishot accept, and an accepted
+//!   stream reads through one multishot recv into the buffer ring, so a connection waiting
+//!   for its next request holds no buffer of its own;
+//! - [`epoll`], readiness: edge-triggered registrations and non-blocking syscalls, for
+//!   kernels or sandboxes without io_uring.
+//!
+//! [`net`] is the one place that matches on the driver.
+//!
+//! ```text
+//!  block_on ─▶ loop turn: run the tasks that are ready (those queued when the turn
+//!              began; what they wake runs next turn)
+//!           ─▶ fire the timers that are due
+//!           ─▶ submit the queued entries, and wait for one completion (or the next
+//!              timer) only when no task is ready
+//!           ─▶ dispatch completions to their operation slots, waking their tasks
+//! ```
+//!
+//! Invariants:
+//! - Everything is thread-local: a runtime, its tasks and its wakers stay on the thread
+//!   that built it. A waker woken on another thread is a bug (asserted in debug builds,
+//!   ignored in release ones: ringo's cross-thread inputs are polled on a tick).
+//! - The kernel owns an operation's buffers from submission to completion: an operation
+//!   dropped early moves them into its slot, asks the kernel to cancel, and they are freed
+//!   at the completion (see [`ring::Op`]).
+//!
+//! Status: built and tested on its own; the shard engine still runs on monoio. Moving it
+//! over is the next step of docs/shard-runtime-plan.md.
+
+// Parts of the runtime are used by its tests and the benches only until the engine moves
+// onto it (docs/shard-runtime-plan.md, step 2).
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+
+pub(crate) mod epoll;
+pub(crate) mod executor;
+pub(crate) mod net;
+pub(crate) mod ring;
+pub(crate) mod timer;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+pub(crate) use executor::spawn;
+pub(crate) use timer::{sleep, timeout};
+
+/// Which driver a runtime runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// io_uring (Linux 6.1 for `DEFER_TASKRUN`).
+    Uring,
+    /// epoll, always available.
+    Epoll,
+}
+
+/// A runtime's driver, and how the ring and its buffer ring are sized.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RuntimeConfig {
+    pub(crate) backend: Backend,
+    /// Submission queue entries (the completion queue gets twice as many).
+    pub(crate) entries: u32,
+    /// Buffers in the provided-buffer ring (a power of two, at most 32768).
+    pub(crate) recv_buffers: u16,
+    /// Bytes in each.
+    pub(crate) recv_buffer_size: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        // 256 x 4 KiB: 1 MiB a shard, touched only as the kernel fills buffers. A shard with
+        // more connections sending at once than buffers falls back to single-shot reads
+        // into the connections' own buffers (see `net`), so this bounds memory, not load.
+        RuntimeConfig { backend: Backend::Uring, entries: 1024, recv_buffers: 256, recv_buffer_size: 4096 }
+    }
+}
+
+/// The state a runtime's thread reaches through [`with_core`].
+pub(crate) struct Core {
+    /// Tells this runtime's wakers from any other's.
+    pub(crate) tag: u32,
+    pub(crate) exec: executor::Executor,
+    pub(crate) timers: RefCell<timer::Timers>,
+    driver: Driver,
+    /// The clock read once a loop turn (after the wait).
+    now: Cell<Instant>,
+}
+
+// One per runtime, built once and never moved: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Driver {
+    Uring(ring::Driver),
+    Epoll(epoll::Driver),
+}
+
+impl Core {
+    /// Which driver this runtime runs on.
+    pub(crate) fn backend(&self) -> Backend {
+        match self.driver {
+            Driver::Uring(_) => Backend::Uring,
+            Driver::Epoll(_) => Backend::Epoll,
+        }
+    }
+
+    /// The io_uring driver. Only code that checked [`Core::backend`] (the sockets, made
+    /// for their runtime's driver) calls it.
+    pub(crate) fn ring(&self) -> &ring::Driver {
+        match &self.driver {
+            Driver::Uring(d) => d,
+            Driver::Epoll(_) => panic!("an io_uring operation on an epoll runtime"),
+        }
+    }
+
+    /// The epoll driver (see [`Core::ring`]).
+    pub(crate) fn epoll(&self) -> &epoll::Driver {
+        match &self.driver {
+            Driver::Epoll(d) => d,
+            Driver::Uring(_) => panic!("an epoll operation on an io_uring runtime"),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's runtime; panics outside one (a spawn, sleep or socket
+/// operation outside `block_on` is a bug).
+pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
+    CURRENT.with(|current| {
+        let current = current.borrow();
+        let core = current.as_ref().expect("ringo's runtime: called outside Runtime::block_on");
+        f(core)
+    })
+}
+
+/// The driver of this thread's runtime, if one is running.
+pub(crate) fn try_backend() -> Option<Backend> {
+    CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.as_ref().map(|core| core.backend())))
+}
+
+/// One shard's runtime.
+pub(crate) struct Runtime {
+    core: Rc<Core>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("tag", &self.core.tag).finish_non_exhaustive()
+    }
+}
+
+static TAGS: AtomicU32 = AtomicU32::new(1);
+
+impl Runtime {
+    /// Sets up the driver: for io_uring the ring and its buffer ring, failing with the
+    /// kernel's reason where io_uring, `DEFER_TASKRUN` (Linux 6.1) or provided-buffer rings
+    /// (5.19) are unavailable.
+    pub(crate) fn new(config: RuntimeConfig) -> io::Result<Runtime> {
+        let driver = match config.backend {
+            Backend::Uring => Driver::Uring(ring::Driver::new(&config)?),
+            Backend::Epoll => Driver::Epoll(epoll::Driver::new()?),
+        };
+        let tag = TAGS.fetch_add(1, Ordering::Relaxed);
+        let core = Core {
+            tag,
+            exec: executor::Executor::default(),
+            timers: RefCell::new(timer::Timers::default()),
+            driver,
+            now: Cell::new(Instant::now()),
+        };
+        Ok(Runtime { core: Rc::new(core) })
+    }
+
+    /// Which driver it runs on.
+    pub(crate) fn backend(&self) -> Backend {
+        self.core.backend()
+    }
+
+    /// Runs `future` to completion on this thread, with every task it spawns. Tasks still
+    /// running when it completes are dropped with the runtime.
+    pub(crate) fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        let _entered = Entered::enter(&self.core);
+        let core = &*self.core;
+        let mut future = pin!(future);
+        let waker = executor::main_waker(core.tag);
+        let mut cx = TaskContext::from_waker(&waker);
+        core.exec.wake_main();
+        loop {
+            if core.exec.take_main_woken()
+                && let Poll::Ready(out) = future.as_mut().poll(&mut cx)
+            {
+                return out;
+            }
+            core.exec.run_ready_batch(core.tag);
+            core.timers.borrow_mut().fire(core.now.get());
+            let idle = !core.exec.has_ready() && !core.exec.main_woken();
+            let wait_until = if idle { Some(core.timers.borrow().next_deadline()) } else { None };
+            match &core.driver {
+                Driver::Uring(ring) => ring.submit_and_reap(wait_until),
+                Driver::Epoll(epoll) => epoll.poll_events(wait_until),
+            }
+            core.now.set(Instant::now());
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Tasks may hold sockets and operations: drop them with the runtime current, so
+        // their operations can be abandoned to the ring, then let the ring go.
+        let _entered = Entered::enter(&self.core);
+        self.core.exec.drop_all();
+        self.core.timers.borrow_mut().clear();
+    }
+}
+
+/// Makes a runtime this thread's current one for a scope.
+struct Entered {
+    previous: Option<Rc<Core>>,
+}
+
+impl Entered {
+    fn enter(core: &Rc<Core>) -> Entered {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(Rc::clone(core)));
+        Entered { previous }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // The core is put back before the previous one is dropped outside the borrow.
+        let _ours = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    pub(crate) fn runtime() -> Runtime {
+        Runtime::new(RuntimeConfig::default()).expect("io_uring with DEFER_TASKRUN and buffer rings")
+    }
+
+    /// A runtime of each driver.
+    pub(crate) fn runtimes() -> [Runtime; 2] {
+        let epoll = RuntimeConfig { backend: Backend::Epoll, ..RuntimeConfig::default() };
+        [runtime(), Runtime::new(epoll).expect("epoll")]
+    }
+
+    #[test]
+    fn block_on_returns_the_output_and_runs_spawned_tasks() {
+        let mut rt = runtime();
+        let seen = Rc::new(Cell::new(0));
+        let out = rt.block_on({
+            let seen = Rc::clone(&seen);
+            async move {
+                for i in 1..=3 {
+                    let seen = Rc::clone(&seen);
+                    spawn(async move { seen.set(seen.get() + i) });
+                }
+                sleep(Duration::from_millis(5)).await;
+                seen.get() * 10
+            }
+        });
+        assert_eq!(out, 60);
+    }
+
+    #[test]
+    fn tasks_left_running_are_dropped_with_the_runtime() {
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let dropped = Rc::new(Cell::new(false));
+        {
+            let mut rt = runtime();
+            let flag = Flag(Rc::clone(&dropped));
+            rt.block_on(async move {
+                spawn(async move {
+                    let _flag = flag;
+                    sleep(Duration::from_secs(3600)).await;
+                });
+                sleep(Duration::from_millis(1)).await;
+            });
+            assert!(!dropped.get(), "the task still sleeps");
+        }
+        assert!(dropped.get(), "dropped with the runtime");
+    }
+
+    #[test]
+    fn runtimes_nest_and_restore_the_outer_one() {
+        let mut outer = runtime();
+        let out = outer.block_on(async {
+            let inner_out = std::thread::spawn(|| runtime().block_on(async { 7 })).join().expect("thread");
+            sleep(Duration::from_millis(1)).await;
+            inner_out + 1
+        });
+        assert_eq!(out, 8);
+    }
+}

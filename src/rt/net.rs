@@ -1,0 +1,841 @@
+//! TCP on the runtime's driver: listeners and streams, the one place that matches on it.
+//!
+//! On io_uring:
+//! - a listener's accepts come from one multishot accept;
+//! - an accepted (server-side) stream reads through one multishot recv into the runtime's
+//!   provided-buffer ring: the kernel picks a buffer when bytes arrive, and
+//!   [`TcpStream::read`] copies them into the caller's buffer and hands the ring's buffer
+//!   back. So a connection waiting for its next request lends the kernel nothing of its
+//!   own, and [`TcpStream::readable`] waits for bytes with no buffer at all. When the ring
+//!   has no free buffer (the kernel ends the multishot recv with `ENOBUFS`), that read
+//!   falls back to a single-shot recv into the caller's buffer, and the next read arms the
+//!   multishot recv again: nothing is lost and no connection stalls on the shared ring;
+//! - a connected (client-side) stream reads with single-shot recvs into the caller's
+//!   buffer; writes are single-shot sends.
+//!
+//! On epoll, every socket is registered once, edge-triggered, and each operation is a
+//! non-blocking syscall retried on readiness (see [`super::epoll`]).
+//!
+//! Sends use `MSG_NOSIGNAL` (a peer gone mid-write is an error, not a signal). Buffers
+//! follow the owned-buffer model of completion I/O on both drivers: a read or write takes
+//! its `Vec<u8>` and gives it back with the result, since on io_uring the kernel may use it
+//! after a dropped future (see `ring::Op`).
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::task::{Context as TaskContext, Poll};
+
+use io_uring::cqueue;
+use io_uring::opcode;
+use io_uring::types::Fd;
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use super::epoll::{self, Direction};
+use super::ring::{Multishot, Op, RECV_GROUP};
+use super::{Backend, with_core};
+
+/// A listening socket.
+pub(crate) struct TcpListener {
+    /// Dropped before `fd` (a multishot accept's cancel is queued while the socket is open).
+    io: ListenIo,
+    fd: OwnedFd,
+    local: SocketAddr,
+}
+
+enum ListenIo {
+    /// io_uring: the multishot accept, once armed.
+    Ring(Option<Multishot>),
+    /// epoll: the registration's slot.
+    Poll(u32),
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("fd", &self.fd.as_raw_fd()).field("local", &self.local).finish()
+    }
+}
+
+impl TcpListener {
+    /// Takes over a bound, listening socket, on this thread's runtime.
+    pub(crate) fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        let local = listener.local_addr()?;
+        let fd = OwnedFd::from(listener);
+        let io = match with_core(|core| core.backend()) {
+            Backend::Uring => ListenIo::Ring(None),
+            Backend::Epoll => ListenIo::Poll(with_core(|core| core.epoll().register(fd.as_raw_fd()))?),
+        };
+        Ok(TcpListener { io, fd, local })
+    }
+
+    /// Binds and listens on `addr` (`SO_REUSEADDR`, a backlog of 1024).
+    pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The next connection and its peer's address. Errors (`EMFILE`, `ECONNABORTED`…)
+    /// are returned one by one; the listener keeps accepting after them.
+    pub(crate) async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        match self.io {
+            ListenIo::Ring(_) => {
+                let fd = poll_fn(|cx| self.poll_ring_accept(cx)).await?;
+                let stream = TcpStream::new(fd, true)?;
+                let peer = stream.peer_addr()?;
+                Ok((stream, peer))
+            }
+            ListenIo::Poll(index) => {
+                let listener = self.fd.as_raw_fd();
+                let (fd, peer) = epoll::io(index, Direction::Read, || accept4(listener)).await?;
+                Ok((TcpStream::new(fd, true)?, peer))
+            }
+        }
+    }
+
+    fn poll_ring_accept(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<OwnedFd>> {
+        let ListenIo::Ring(armed) = &mut self.io else { unreachable!("called for io_uring listeners") };
+        loop {
+            let accept = match armed {
+                Some(accept) => accept,
+                None => {
+                    let sqe =
+                        opcode::AcceptMulti::new(Fd(self.fd.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build();
+                    // SAFETY: the entry points at the listening socket only, which stays open
+                    // until the handle is dropped (it is dropped first, see the field order).
+                    armed.insert(unsafe { Multishot::submit(sqe) })
+                }
+            };
+            match accept.poll_next(cx) {
+                Poll::Ready(Some((res, _))) if res >= 0 => {
+                    // SAFETY: a successful accept's result is a new descriptor we own.
+                    return Poll::Ready(Ok(unsafe { OwnedFd::from_raw_fd(res) }));
+                }
+                Poll::Ready(Some((res, _))) => return Poll::Ready(Err(io::Error::from_raw_os_error(-res))),
+                // The kernel ended it (after an error, or an overflow): arm it again.
+                Poll::Ready(None) => *armed = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        if let ListenIo::Poll(index) = self.io {
+            deregister(index, self.fd.as_raw_fd());
+        }
+    }
+}
+
+/// A non-blocking `accept4`: the new socket and its peer.
+fn accept4(listener: RawFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: `try_init` hands a zeroed address buffer and its length, which `accept4`
+    // fills; the descriptor it returns is new and owned here.
+    let (fd, addr) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(listener, storage.cast(), len, libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK);
+            if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(OwnedFd::from_raw_fd(fd)) }
+        })
+    }?;
+    let peer = addr.as_socket().ok_or_else(|| io::Error::other("peer is not an IP socket"))?;
+    Ok((fd, peer))
+}
+
+/// Forgets an epoll registration (the socket closes right after).
+fn deregister(index: u32, fd: RawFd) {
+    let _ = super::CURRENT.try_with(|current| {
+        if let Ok(current) = current.try_borrow()
+            && let Some(core) = current.as_ref()
+            && core.backend() == Backend::Epoll
+        {
+            core.epoll().deregister(index, fd);
+        }
+    });
+}
+
+/// A buffer-ring buffer whose bytes are being copied out.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    bid: u16,
+    len: usize,
+    taken: usize,
+}
+
+/// A stream's io_uring read state.
+struct RingRead {
+    /// The multishot recv (`None`: not armed).
+    recv: Option<Multishot>,
+    /// The front buffer of the multishot recv, partly copied out.
+    chunk: Option<Chunk>,
+    /// Reads use the multishot recv (accepted streams).
+    multishot: bool,
+    /// The peer closed its side (seen through the multishot recv).
+    eof: bool,
+}
+
+enum StreamIo {
+    Ring(RingRead),
+    /// epoll: the registration's slot.
+    Poll(u32),
+}
+
+/// A connected TCP socket.
+pub(crate) struct TcpStream {
+    /// Dropped before `fd` (a multishot recv's cancel is queued while the socket is open).
+    io: StreamIo,
+    fd: OwnedFd,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream").field("fd", &self.fd.as_raw_fd()).finish_non_exhaustive()
+    }
+}
+
+/// What one step of a multishot read found.
+enum Step {
+    /// Bytes were copied (how many), or the peer closed (0).
+    Read(usize),
+    /// The ring had no buffer for this connection: read into the caller's buffer instead.
+    NoBuffers,
+}
+
+impl TcpStream {
+    /// A stream on this thread's runtime, `TCP_NODELAY` set; `accepted`: the server side
+    /// (on io_uring, reads through the multishot recv).
+    fn new(fd: OwnedFd, accepted: bool) -> io::Result<TcpStream> {
+        let _ = SockRef::from(&fd).set_tcp_nodelay(true);
+        let io = match with_core(|core| core.backend()) {
+            Backend::Uring => {
+                StreamIo::Ring(RingRead { recv: None, chunk: None, multishot: accepted, eof: false })
+            }
+            Backend::Epoll => StreamIo::Poll(with_core(|core| core.epoll().register(fd.as_raw_fd()))?),
+        };
+        Ok(TcpStream { io, fd })
+    }
+
+    /// Connects to `addr` (`TCP_NODELAY` set).
+    pub(crate) async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        let target = Box::new(SockAddr::from(addr));
+        let fd = OwnedFd::from(socket);
+        if with_core(|core| core.backend()) == Backend::Epoll {
+            let stream = TcpStream::new(fd, false)?;
+            let StreamIo::Poll(index) = stream.io else { unreachable!("an epoll stream") };
+            match SockRef::from(&stream.fd).connect(&target) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                    let sock = SockRef::from(&stream.fd);
+                    epoll::io(index, Direction::Write, || match sock.take_error()? {
+                        Some(e) => Err(e),
+                        None => match sock.peer_addr() {
+                            Ok(_) => Ok(()),
+                            // Still connecting: wait for the next write readiness.
+                            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                                Err(io::ErrorKind::WouldBlock.into())
+                            }
+                            Err(e) => Err(e),
+                        },
+                    })
+                    .await?;
+                }
+                Err(e) => return Err(e),
+            }
+            return Ok(stream);
+        }
+        let sqe = opcode::Connect::new(Fd(fd.as_raw_fd()), target.as_ptr().cast(), target.len()).build();
+        // SAFETY: the address is boxed in the operation's keep; the socket is kept there too,
+        // so it stays open until the completion even if this future is dropped.
+        let done = unsafe { Op::submit(sqe, (target, fd)) }.await;
+        done.result()?;
+        let (_, fd) = done.keep;
+        TcpStream::new(fd, false)
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        SockRef::from(&self.fd)
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("peer is not an IP socket"))
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        SockRef::from(&self.fd).local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+
+    /// Shuts down one or both directions of the socket (a plain syscall).
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        SockRef::from(&self.fd).shutdown(how)
+    }
+
+    /// Waits until a read would return at once (bytes, end of file or an error), without
+    /// lending any buffer. (On epoll a stale readiness may end it early: the read then
+    /// waits.)
+    pub(crate) async fn readable(&mut self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        match &mut self.io {
+            StreamIo::Poll(index) => {
+                let index = *index;
+                poll_fn(|cx| with_core(|core| core.epoll().poll_ready(index, Direction::Read, cx))).await;
+                Ok(())
+            }
+            StreamIo::Ring(ring) if ring.multishot => {
+                poll_fn(|cx| {
+                    if ring.chunk.is_some() || ring.eof {
+                        return Poll::Ready(());
+                    }
+                    let recv = ring.armed_recv(fd);
+                    if recv.has_completion() || !recv.is_armed() {
+                        return Poll::Ready(());
+                    }
+                    // Registers the waker (nothing is queued: this stays pending).
+                    match recv.poll_next(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(_) => unreachable!("checked above that nothing is queued"),
+                    }
+                })
+                .await;
+                Ok(())
+            }
+            StreamIo::Ring(_) => {
+                let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32).build();
+                // SAFETY: the entry points at the socket only, which this stream keeps open:
+                // it is borrowed for the await, and a dropped poll is cancelled before the
+                // stream closes (the kernel holds its own reference to the file meanwhile).
+                let done = unsafe { Op::submit(sqe, ()) }.await;
+                done.result().map(drop)
+            }
+        }
+    }
+
+    /// Reads into the spare capacity of `buf` (appending; at most what fits), returning
+    /// the count (0: the peer closed) and the buffer.
+    pub(crate) async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if buf.len() == buf.capacity() {
+            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "read into a full buffer")), buf);
+        }
+        let fd = self.fd.as_raw_fd();
+        match &mut self.io {
+            StreamIo::Poll(index) => {
+                let index = *index;
+                let read = epoll::io(index, Direction::Read, || {
+                    let spare = buf.spare_capacity_mut();
+                    // SAFETY: the pointer and length describe `buf`'s spare capacity, which the
+                    // kernel may write, for the duration of the call.
+                    epoll::check(unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) })
+                })
+                .await;
+                if let Ok(n) = read {
+                    // SAFETY: the kernel wrote `n` bytes (at most the spare capacity) after
+                    // the initialized ones.
+                    unsafe { buf.set_len(buf.len() + n) };
+                }
+                (read, buf)
+            }
+            StreamIo::Ring(ring) => {
+                if ring.multishot {
+                    match poll_fn(|cx| ring.poll_copy(fd, cx, &mut buf)).await {
+                        Ok(Step::Read(n)) => return (Ok(n), buf),
+                        Err(e) => return (Err(e), buf),
+                        Ok(Step::NoBuffers) => {}
+                    }
+                }
+                read_single(fd, buf).await
+            }
+        }
+    }
+
+    /// Sends what of `buf[from..]` the socket takes; the count and the buffer.
+    pub(crate) async fn write_from(&mut self, buf: Vec<u8>, from: usize) -> (io::Result<usize>, Vec<u8>) {
+        let Some(rest) = buf.get(from..) else {
+            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the buffer's end")), buf);
+        };
+        let fd = self.fd.as_raw_fd();
+        if let StreamIo::Poll(index) = self.io {
+            let sent = epoll::io(index, Direction::Write, || {
+                // SAFETY: the pointer and length describe `rest`, readable for the call.
+                epoll::check(unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) })
+            })
+            .await;
+            return (sent, buf);
+        }
+        let len = rest.len().min(u32::MAX as usize) as u32;
+        let sqe = opcode::Send::new(Fd(fd), rest.as_ptr(), len).flags(libc::MSG_NOSIGNAL).build();
+        // SAFETY: the entry points into `buf`'s heap allocation, owned by the operation until
+        // its completion, and at this stream's socket (see `read_single`).
+        let done = unsafe { Op::submit(sqe, buf) }.await;
+        (done.result().map(|n| n as usize), done.keep)
+    }
+
+    /// Sends all of `buf`.
+    pub(crate) async fn write_all(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let (result, back) = self.write_from(buf, sent).await;
+            buf = back;
+            match result {
+                Ok(0) => {
+                    return (Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")), buf);
+                }
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+}
+
+impl RingRead {
+    fn armed_recv(&mut self, fd: RawFd) -> &Multishot {
+        self.recv.get_or_insert_with(|| {
+            let sqe = opcode::RecvMulti::new(Fd(fd), RECV_GROUP).build();
+            // SAFETY: the entry points at the socket, open until this handle is dropped (the
+            // stream drops it first), and at the driver's buffer ring.
+            unsafe { Multishot::submit(sqe) }
+        })
+    }
+
+    fn poll_copy(
+        &mut self,
+        fd: RawFd,
+        cx: &mut TaskContext<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<Step>> {
+        loop {
+            if let Some(chunk) = &mut self.chunk {
+                let room = buf.capacity() - buf.len();
+                let n = with_core(|core| core.ring().copy_out(chunk.bid, chunk.taken, chunk.len, buf, room));
+                chunk.taken += n;
+                if chunk.taken == chunk.len {
+                    let bid = chunk.bid;
+                    self.chunk = None;
+                    with_core(|core| core.ring().give_back(bid));
+                }
+                return Poll::Ready(Ok(Step::Read(n)));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(Step::Read(0)));
+            }
+            match self.armed_recv(fd).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some((res, flags))) if res > 0 => match cqueue::buffer_select(flags) {
+                    Some(bid) => self.chunk = Some(Chunk { bid, len: res as usize, taken: 0 }),
+                    None => {
+                        return Poll::Ready(Err(io::Error::other(
+                            "multishot recv completed without a buffer",
+                        )));
+                    }
+                },
+                Poll::Ready(Some((0, _))) => self.eof = true,
+                Poll::Ready(Some((res, _))) if -res == libc::ENOBUFS => {
+                    // The kernel ended the multishot recv; the next read arms it again.
+                    self.recv = None;
+                    with_core(|core| core.ring().note_fallback_read());
+                    return Poll::Ready(Ok(Step::NoBuffers));
+                }
+                Poll::Ready(Some((res, _))) if -res == libc::EINVAL => {
+                    // A kernel without multishot recv (before 6.0): single-shot from now on.
+                    self.recv = None;
+                    self.multishot = false;
+                    return Poll::Ready(Ok(Step::NoBuffers));
+                }
+                Poll::Ready(Some((res, _))) => {
+                    self.recv = None;
+                    return Poll::Ready(Err(io::Error::from_raw_os_error(-res)));
+                }
+                // Ended without an error (the kernel may stop a multishot at any time).
+                Poll::Ready(None) => self.recv = None,
+            }
+        }
+    }
+}
+
+/// A single-shot recv into the spare capacity of `buf`.
+async fn read_single(fd: RawFd, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    let len = buf.len();
+    let room = (buf.capacity() - len).min(u32::MAX as usize) as u32;
+    let at = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    let sqe = opcode::Recv::new(Fd(fd), at, room).build();
+    // SAFETY: the entry points at `buf`'s spare capacity, a heap allocation owned by the
+    // operation until its completion (moving the Vec does not move it), and at the caller's
+    // socket, open for the await (a dropped read is cancelled, and the kernel holds its own
+    // reference to the file meanwhile).
+    let done = unsafe { Op::submit(sqe, buf) }.await;
+    let result = done.result();
+    let mut buf = done.keep;
+    match result {
+        Ok(n) => {
+            let n = n as usize;
+            // SAFETY: the kernel wrote `n` bytes (at most `room`) right after `len`.
+            unsafe { buf.set_len(len + n) };
+            (Ok(n), buf)
+        }
+        Err(e) => (Err(e), buf),
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        if let StreamIo::Poll(index) = self.io {
+            deregister(index, self.fd.as_raw_fd());
+        }
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Runtime, RuntimeConfig, sleep, spawn, timeout, with_core};
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    fn listener() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind")
+    }
+
+    /// A blocking client on its own thread: sends `send`, then reads until the server
+    /// closes; what it read.
+    fn client(addr: SocketAddr, send: Vec<u8>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s.write_all(&send).expect("send");
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).expect("read to end");
+            got
+        })
+    }
+
+    /// Echoes one connection until the peer closes its side, reading into `cap`-byte
+    /// buffers; then closes.
+    async fn echo_one(listener: &mut TcpListener, cap: usize) -> usize {
+        let (mut stream, peer) = listener.accept().await.expect("accept");
+        assert!(peer.ip().is_loopback());
+        let mut total = 0;
+        let mut buf = Vec::with_capacity(cap);
+        loop {
+            buf.clear();
+            let (n, back) = stream.read(buf).await;
+            buf = back;
+            let n = n.expect("read");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+            let (sent, back) = stream.write_all(buf).await;
+            sent.expect("write");
+            buf = back;
+        }
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_stream_echoes_through_the_buffer_ring_in_order() {
+        for mut rt in super::super::tests::runtimes() {
+            let backend = rt.backend();
+            let data = pattern(300_000);
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                let sender = std::thread::spawn({
+                    let data = data.clone();
+                    move || {
+                        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                        let mut reader = s.try_clone().expect("clone");
+                        let reading = std::thread::spawn(move || {
+                            let mut got = Vec::new();
+                            reader.read_to_end(&mut got).expect("read");
+                            got
+                        });
+                        s.write_all(&data).expect("send");
+                        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                        reading.join().expect("reader")
+                    }
+                });
+                assert_eq!(echo_one(&mut listener, 1500).await, data.len());
+                // The echo's stream is dropped: the client reads to its end.
+                assert!(sender.join().expect("client") == data, "the echo differs");
+                if backend == Backend::Uring {
+                    assert_eq!(
+                        with_core(|core| core.ring().fallback_reads()),
+                        0,
+                        "every read came through the ring"
+                    );
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn io_completes_while_another_task_spins() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+                let flag = std::rc::Rc::clone(&stop);
+                // Never idle: the loop must still reap completions between its polls.
+                spawn(async move {
+                    while !flag.get() {
+                        std::future::poll_fn(|cx| {
+                            cx.waker().wake_by_ref();
+                            Poll::Ready(())
+                        })
+                        .await;
+                        let mut yielded = false;
+                        std::future::poll_fn(|cx| {
+                            if yielded {
+                                return Poll::Ready(());
+                            }
+                            yielded = true;
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        })
+                        .await;
+                    }
+                });
+                let mut listener = listener();
+                let echo = client(listener.local_addr(), pattern(10_000));
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let mut got = 0;
+                while got < 10_000 {
+                    let (n, buf) = stream.read(Vec::with_capacity(4096)).await;
+                    got += n.expect("read");
+                    let (sent, _) = stream.write_all(buf).await;
+                    sent.expect("write");
+                }
+                // The socket closes once the recv's cancel reaches the kernel, at the loop's
+                // next enter: wait for the client without blocking the loop.
+                drop(stream);
+                while !echo.is_finished() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+                assert_eq!(echo.join().expect("client"), pattern(10_000));
+                stop.set(true);
+            });
+        }
+    }
+
+    #[test]
+    fn an_exhausted_buffer_ring_falls_back_and_loses_nothing() {
+        // Two 64-byte buffers for every connection of the runtime: the kernel runs out at
+        // once, and reads go through the single-shot fallback in turns with the ring.
+        let config = RuntimeConfig { recv_buffers: 2, recv_buffer_size: 64, ..RuntimeConfig::default() };
+        let mut rt = Runtime::new(config).expect("runtime");
+        let payloads: Vec<Vec<u8>> = (0..3).map(|i| pattern(100_000 + i * 17)).collect();
+        let echoed = rt.block_on(async {
+            let mut listener = listener();
+            let addr = listener.local_addr();
+            let clients: Vec<_> = payloads
+                .iter()
+                .map(|p| {
+                    let p = p.clone();
+                    std::thread::spawn(move || {
+                        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                        s.write_all(&p).expect("send");
+                        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).expect("read");
+                        got
+                    })
+                })
+                .collect();
+            let done = std::rc::Rc::new(std::cell::Cell::new(0));
+            for _ in 0..payloads.len() {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let done = std::rc::Rc::clone(&done);
+                spawn(async move {
+                    let mut buf = Vec::with_capacity(4096);
+                    loop {
+                        buf.clear();
+                        let (n, back) = stream.read(buf).await;
+                        buf = back;
+                        if n.expect("read") == 0 {
+                            break;
+                        }
+                        let (sent, back) = stream.write_all(buf).await;
+                        sent.expect("write");
+                        buf = back;
+                    }
+                    done.set(done.get() + 1);
+                });
+            }
+            while done.get() < payloads.len() {
+                sleep(Duration::from_millis(1)).await;
+            }
+            assert!(with_core(|core| core.ring().fallback_reads()) > 0, "the ring ran out");
+            clients.into_iter().map(|c| c.join().expect("client")).collect::<Vec<_>>()
+        });
+        assert_eq!(echoed, payloads);
+    }
+
+    #[test]
+    fn readable_waits_without_a_buffer_and_a_dropped_read_loses_nothing() {
+        for mut rt in super::super::tests::runtimes() {
+            let backend = rt.backend();
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let client = std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    rx.recv().expect("go");
+                    s.write_all(b"hello").expect("send");
+                    let mut got = [0u8; 5];
+                    s.read_exact(&mut got).expect("read");
+                    got
+                });
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                // Nothing sent yet: a read times out (its future dropped), readable waits.
+                assert!(
+                    timeout(Duration::from_millis(20), stream.read(Vec::with_capacity(64))).await.is_err()
+                );
+                assert!(timeout(Duration::from_millis(20), stream.readable()).await.is_err());
+                tx.send(()).expect("go");
+                stream.readable().await.expect("readable");
+                // The bytes wait in the ring's buffer, not in one of ours.
+                if backend == Backend::Uring {
+                    let StreamIo::Ring(ring) = &stream.io else { panic!("an io_uring stream") };
+                    assert!(ring.recv.as_ref().is_some_and(Multishot::has_completion));
+                }
+                let (n, buf) = stream.read(Vec::with_capacity(64)).await;
+                assert_eq!(n.expect("read"), 5);
+                assert_eq!(buf, b"hello");
+                let (sent, _) = stream.write_all(buf).await;
+                sent.expect("write");
+                assert_eq!(&client.join().expect("client"), b"hello");
+            });
+        }
+    }
+
+    #[test]
+    fn a_client_connects_reads_and_sees_the_peer_close() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                spawn(async move {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    let (sent, _) = stream.write_all(b"greetings".to_vec()).await;
+                    sent.expect("write");
+                    // Dropped: the socket closes, and the client reads its end.
+                });
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                assert_eq!(stream.peer_addr().expect("peer"), addr);
+                assert!(stream.local_addr().expect("local").ip().is_loopback());
+                let mut got = Vec::new();
+                loop {
+                    let (n, back) = stream.read(Vec::with_capacity(4)).await;
+                    match n.expect("read") {
+                        0 => break,
+                        _ => got.extend_from_slice(&back),
+                    }
+                }
+                assert_eq!(got, b"greetings");
+                // Shutting down our side is seen by the peer as the end of the stream.
+                let mut listener2 =
+                    super::TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+                let peer = std::thread::spawn({
+                    let addr = listener2.local_addr();
+                    move || {
+                        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).expect("read");
+                        got.len()
+                    }
+                });
+                let (accepted, _) = listener2.accept().await.expect("accept");
+                accepted.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                assert_eq!(peer.join().expect("peer"), 0);
+                // A refused connection is an error with the kernel's reason.
+                let closed = {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    l.local_addr().expect("addr")
+                };
+                let refused = TcpStream::connect(closed).await.expect_err("nothing listens");
+                assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+            });
+        }
+    }
+
+    #[test]
+    fn a_large_write_completes_against_a_slow_reader() {
+        for mut rt in super::super::tests::runtimes() {
+            let data = pattern(8 << 20);
+            let got = rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                let reader = std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        std::thread::sleep(Duration::from_micros(50));
+                        match s.read(&mut chunk).expect("read") {
+                            0 => return got,
+                            n => got.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let (sent, _) = stream.write_all(data.clone()).await;
+                sent.expect("write all");
+                drop(stream);
+                reader.join().expect("reader")
+            });
+            assert!(got == data, "{} bytes of {} came back intact", got.len(), data.len());
+        }
+    }
+
+    #[test]
+    fn dropping_streams_and_the_runtime_closes_sockets_and_drains_the_ring() {
+        for mut rt in super::super::tests::runtimes() {
+            let backend = rt.backend();
+            let (addr, clients) = rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                let clients: Vec<_> = (0..4).map(|_| client(addr, b"x".to_vec())).collect();
+                for _ in 0..4 {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    // Each connection's task waits in a read forever; the runtime's drop ends it.
+                    spawn(async move {
+                        loop {
+                            let (n, _) = stream.read(Vec::with_capacity(16)).await;
+                            if n.map_or(true, |n| n == 0) {
+                                return;
+                            }
+                        }
+                    });
+                }
+                sleep(Duration::from_millis(5)).await;
+                if backend == Backend::Uring {
+                    assert!(
+                        with_core(|core| core.ring().in_flight_ops()) >= 5,
+                        "recvs and the accept are armed"
+                    );
+                }
+                (addr, clients)
+            });
+            drop(rt);
+            for c in clients {
+                assert!(c.join().expect("client").is_empty(), "closed without an answer");
+            }
+            let _ = addr;
+        }
+    }
+}
