@@ -43,6 +43,8 @@ fn main() {
     let workers: Vec<_> = (0..args.workers)
         .map(|i| {
             let listener = listener::reuseport(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            // Accepted sockets inherit it: no system call per connection.
+            socket2::SockRef::from(&listener).set_tcp_nodelay(true).expect("TCP_NODELAY");
             let cpus = cpus.clone();
             std::thread::Builder::new()
                 .name(format!("rt-{i}"))

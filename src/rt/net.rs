@@ -25,6 +25,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
 use io_uring::cqueue;
@@ -33,7 +34,7 @@ use io_uring::types::Fd;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::epoll::{self, Direction};
-use super::ring::{Multishot, Op, RECV_GROUP};
+use super::ring::{Multishot, Op, RECV_GROUP, Yields};
 use super::{Backend, with_core};
 
 /// A listening socket.
@@ -58,7 +59,8 @@ impl std::fmt::Debug for TcpListener {
 }
 
 impl TcpListener {
-    /// Takes over a bound, listening socket, on this thread's runtime.
+    /// Takes over a bound, listening socket, on this thread's runtime. Accepted sockets
+    /// inherit its options (set `TCP_NODELAY` on it: no system call per connection).
     pub(crate) fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         let local = listener.local_addr()?;
         let fd = OwnedFd::from(listener);
@@ -69,10 +71,12 @@ impl TcpListener {
         Ok(TcpListener { io, fd, local })
     }
 
-    /// Binds and listens on `addr` (`SO_REUSEADDR`, a backlog of 1024).
+    /// Binds and listens on `addr` (`SO_REUSEADDR`, a backlog of 1024, `TCP_NODELAY`, which
+    /// accepted sockets inherit).
     pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        socket.set_tcp_nodelay(true)?;
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
         TcpListener::from_std(socket.into())
@@ -110,7 +114,7 @@ impl TcpListener {
                         opcode::AcceptMulti::new(Fd(self.fd.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build();
                     // SAFETY: the entry points at the listening socket only, which stays open
                     // until the handle is dropped (it is dropped first, see the field order).
-                    armed.insert(unsafe { Multishot::submit(sqe) })
+                    armed.insert(unsafe { Multishot::submit(sqe, Yields::Descriptors) })
                 }
             };
             match accept.poll_next(cx) {
@@ -181,22 +185,60 @@ struct RingRead {
     eof: bool,
 }
 
-enum StreamIo {
+/// A stream's read side: io_uring state, or nothing beyond the epoll registration.
+enum ReadIo {
     Ring(RingRead),
-    /// epoll: the registration's slot.
-    Poll(u32),
+    Poll,
+}
+
+/// The socket a stream's halves share; the last of them closes it.
+struct SharedSocket {
+    fd: OwnedFd,
+    /// The epoll registration's slot (epoll runtimes).
+    epoll: Option<u32>,
+}
+
+impl Drop for SharedSocket {
+    fn drop(&mut self) {
+        if let Some(index) = self.epoll {
+            deregister(index, self.fd.as_raw_fd());
+        }
+    }
 }
 
 /// A connected TCP socket.
 pub(crate) struct TcpStream {
-    /// Dropped before `fd` (a multishot recv's cancel is queued while the socket is open).
-    io: StreamIo,
-    fd: OwnedFd,
+    /// Dropped before `socket` (a multishot recv's cancel is queued while it is open).
+    read: ReadIo,
+    socket: Rc<SharedSocket>,
+}
+
+/// The read side of a split [`TcpStream`].
+pub(crate) struct ReadHalf {
+    read: ReadIo,
+    socket: Rc<SharedSocket>,
+}
+
+/// The write side of a split [`TcpStream`].
+pub(crate) struct WriteHalf {
+    socket: Rc<SharedSocket>,
 }
 
 impl std::fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpStream").field("fd", &self.fd.as_raw_fd()).finish_non_exhaustive()
+        f.debug_struct("TcpStream").field("fd", &self.socket.fd.as_raw_fd()).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReadHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadHalf").field("fd", &self.socket.fd.as_raw_fd()).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WriteHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteHalf").field("fd", &self.socket.fd.as_raw_fd()).finish()
     }
 }
 
@@ -209,17 +251,20 @@ enum Step {
 }
 
 impl TcpStream {
-    /// A stream on this thread's runtime, `TCP_NODELAY` set; `accepted`: the server side
-    /// (on io_uring, reads through the multishot recv).
+    /// A stream on this thread's runtime; `accepted`: the server side (on io_uring, reads
+    /// through the multishot recv; its options come from the listener), otherwise
+    /// `TCP_NODELAY` is set.
     fn new(fd: OwnedFd, accepted: bool) -> io::Result<TcpStream> {
-        let _ = SockRef::from(&fd).set_tcp_nodelay(true);
-        let io = match with_core(|core| core.backend()) {
+        if !accepted {
+            let _ = SockRef::from(&fd).set_tcp_nodelay(true);
+        }
+        let (read, epoll) = match with_core(|core| core.backend()) {
             Backend::Uring => {
-                StreamIo::Ring(RingRead { recv: None, chunk: None, multishot: accepted, eof: false })
+                (ReadIo::Ring(RingRead { recv: None, chunk: None, multishot: accepted, eof: false }), None)
             }
-            Backend::Epoll => StreamIo::Poll(with_core(|core| core.epoll().register(fd.as_raw_fd()))?),
+            Backend::Epoll => (ReadIo::Poll, Some(with_core(|core| core.epoll().register(fd.as_raw_fd()))?)),
         };
-        Ok(TcpStream { io, fd })
+        Ok(TcpStream { read, socket: Rc::new(SharedSocket { fd, epoll }) })
     }
 
     /// Connects to `addr` (`TCP_NODELAY` set).
@@ -229,11 +274,11 @@ impl TcpStream {
         let fd = OwnedFd::from(socket);
         if with_core(|core| core.backend()) == Backend::Epoll {
             let stream = TcpStream::new(fd, false)?;
-            let StreamIo::Poll(index) = stream.io else { unreachable!("an epoll stream") };
-            match SockRef::from(&stream.fd).connect(&target) {
+            let index = stream.socket.epoll.expect("an epoll stream is registered");
+            let sock = SockRef::from(&stream.socket.fd);
+            match sock.connect(&target) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                    let sock = SockRef::from(&stream.fd);
                     epoll::io(index, Direction::Write, || match sock.take_error()? {
                         Some(e) => Err(e),
                         None => match sock.peer_addr() {
@@ -261,105 +306,94 @@ impl TcpStream {
     }
 
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.fd)
-            .peer_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("peer is not an IP socket"))
+        self.socket.peer_addr()
     }
 
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.fd).local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
+        SockRef::from(&self.socket.fd)
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
     }
 
     /// Shuts down one or both directions of the socket (a plain syscall).
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        SockRef::from(&self.fd).shutdown(how)
+        SockRef::from(&self.socket.fd).shutdown(how)
     }
 
     /// Waits until a read would return at once (bytes, end of file or an error), without
     /// lending any buffer. (On epoll a stale readiness may end it early: the read then
     /// waits.)
     pub(crate) async fn readable(&mut self) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
-        match &mut self.io {
-            StreamIo::Poll(index) => {
-                let index = *index;
-                poll_fn(|cx| with_core(|core| core.epoll().poll_ready(index, Direction::Read, cx))).await;
-                Ok(())
-            }
-            StreamIo::Ring(ring) if ring.multishot => {
-                poll_fn(|cx| {
-                    if ring.chunk.is_some() || ring.eof {
-                        return Poll::Ready(());
-                    }
-                    let recv = ring.armed_recv(fd);
-                    if recv.has_completion() || !recv.is_armed() {
-                        return Poll::Ready(());
-                    }
-                    // Registers the waker (nothing is queued: this stays pending).
-                    match recv.poll_next(cx) {
-                        Poll::Pending => Poll::Pending,
-                        Poll::Ready(_) => unreachable!("checked above that nothing is queued"),
-                    }
-                })
-                .await;
-                Ok(())
-            }
-            StreamIo::Ring(_) => {
-                let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32).build();
-                // SAFETY: the entry points at the socket only, which this stream keeps open:
-                // it is borrowed for the await, and a dropped poll is cancelled before the
-                // stream closes (the kernel holds its own reference to the file meanwhile).
-                let done = unsafe { Op::submit(sqe, ()) }.await;
-                done.result().map(drop)
-            }
-        }
+        readable(&mut self.read, &self.socket).await
     }
 
     /// Reads into the spare capacity of `buf` (appending; at most what fits), returning
     /// the count (0: the peer closed) and the buffer.
-    pub(crate) async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        if buf.len() == buf.capacity() {
-            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "read into a full buffer")), buf);
-        }
-        let fd = self.fd.as_raw_fd();
-        match &mut self.io {
-            StreamIo::Poll(index) => {
-                let index = *index;
-                let read = epoll::io(index, Direction::Read, || {
-                    let spare = buf.spare_capacity_mut();
-                    // SAFETY: the pointer and length describe `buf`'s spare capacity, which the
-                    // kernel may write, for the duration of the call.
-                    epoll::check(unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) })
-                })
-                .await;
-                if let Ok(n) = read {
-                    // SAFETY: the kernel wrote `n` bytes (at most the spare capacity) after
-                    // the initialized ones.
-                    unsafe { buf.set_len(buf.len() + n) };
-                }
-                (read, buf)
-            }
-            StreamIo::Ring(ring) => {
-                if ring.multishot {
-                    match poll_fn(|cx| ring.poll_copy(fd, cx, &mut buf)).await {
-                        Ok(Step::Read(n)) => return (Ok(n), buf),
-                        Err(e) => return (Err(e), buf),
-                        Ok(Step::NoBuffers) => {}
-                    }
-                }
-                read_single(fd, buf).await
-            }
-        }
+    pub(crate) async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        read(&mut self.read, &self.socket, buf).await
     }
 
-    /// Sends what of `buf[from..]` the socket takes; the count and the buffer.
-    pub(crate) async fn write_from(&mut self, buf: Vec<u8>, from: usize) -> (io::Result<usize>, Vec<u8>) {
+    /// Sends all of `buf`.
+    pub(crate) async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.socket.send_all(buf).await
+    }
+
+    /// Sends all of `head`, then all of `body`, gathered into as few sends as the socket
+    /// allows (a response head and its large body, without copying the body).
+    pub(crate) async fn write_all_gathered(
+        &mut self,
+        head: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (io::Result<()>, Vec<u8>, Vec<u8>) {
+        self.socket.send_all_gathered(head, body).await
+    }
+
+    /// Splits the stream into halves that read and write from different tasks; the
+    /// socket closes when both are dropped.
+    pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
+        let TcpStream { read, socket } = self;
+        (ReadHalf { read, socket: Rc::clone(&socket) }, WriteHalf { socket })
+    }
+}
+
+impl ReadHalf {
+    /// See [`TcpStream::read`].
+    pub(crate) async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        read(&mut self.read, &self.socket, buf).await
+    }
+}
+
+impl WriteHalf {
+    /// See [`TcpStream::write_all`].
+    pub(crate) async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.socket.send_all(buf).await
+    }
+
+    /// Shuts down one or both directions of the socket.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        SockRef::from(&self.socket.fd).shutdown(how)
+    }
+}
+
+impl SharedSocket {
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        SockRef::from(&self.fd)
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("peer is not an IP socket"))
+    }
+
+    async fn send_from(&self, buf: Vec<u8>, from: usize) -> (io::Result<usize>, Vec<u8>) {
         let Some(rest) = buf.get(from..) else {
             return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the buffer's end")), buf);
         };
-        let fd = self.fd.as_raw_fd();
-        if let StreamIo::Poll(index) = self.io {
+        let fd = self.raw();
+        if let Some(index) = self.epoll {
             let sent = epoll::io(index, Direction::Write, || {
                 // SAFETY: the pointer and length describe `rest`, readable for the call.
                 epoll::check(unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) })
@@ -370,16 +404,16 @@ impl TcpStream {
         let len = rest.len().min(u32::MAX as usize) as u32;
         let sqe = opcode::Send::new(Fd(fd), rest.as_ptr(), len).flags(libc::MSG_NOSIGNAL).build();
         // SAFETY: the entry points into `buf`'s heap allocation, owned by the operation until
-        // its completion, and at this stream's socket (see `read_single`).
+        // its completion, and at this socket, open for the await (a dropped send is
+        // cancelled, and the kernel holds its own reference to the file meanwhile).
         let done = unsafe { Op::submit(sqe, buf) }.await;
         (done.result().map(|n| n as usize), done.keep)
     }
 
-    /// Sends all of `buf`.
-    pub(crate) async fn write_all(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    async fn send_all(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let mut sent = 0;
         while sent < buf.len() {
-            let (result, back) = self.write_from(buf, sent).await;
+            let (result, back) = self.send_from(buf, sent).await;
             buf = back;
             match result {
                 Ok(0) => {
@@ -391,6 +425,160 @@ impl TcpStream {
         }
         (Ok(()), buf)
     }
+
+    async fn send_all_gathered(&self, head: Vec<u8>, body: Vec<u8>) -> (io::Result<()>, Vec<u8>, Vec<u8>) {
+        let mut bufs = Box::new(Gather { head, body, iov: [empty_iovec(); 2], msg: empty_msghdr() });
+        let mut sent = 0;
+        let total = bufs.head.len() + bufs.body.len();
+        while sent < total {
+            let n = bufs.point_at(sent);
+            let fd = self.raw();
+            let result = if let Some(index) = self.epoll {
+                let msg: *const libc::msghdr = &bufs.msg;
+                epoll::io(index, Direction::Write, || {
+                    // SAFETY: the header points at the two iovecs, which point into the
+                    // two buffers, all in `bufs`, alive and unmoved for the call.
+                    epoll::check(unsafe { libc::sendmsg(fd, msg, libc::MSG_NOSIGNAL) })
+                })
+                .await
+            } else {
+                let msg: *const libc::msghdr = &bufs.msg;
+                let sqe = opcode::SendMsg::new(Fd(fd), msg).flags(libc::MSG_NOSIGNAL as u32).build();
+                // SAFETY: the header, its iovecs and the buffers they point into are all in
+                // `bufs`, a heap allocation the operation owns until its completion.
+                let done = unsafe { Op::submit(sqe, bufs) }.await;
+                let result = done.result().map(|n| n as usize);
+                bufs = done.keep;
+                result
+            };
+            match result {
+                Ok(0) if n > 0 => {
+                    let Gather { head, body, .. } = *bufs;
+                    return (
+                        Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
+                        head,
+                        body,
+                    );
+                }
+                Ok(k) => sent += k,
+                Err(e) => {
+                    let Gather { head, body, .. } = *bufs;
+                    return (Err(e), head, body);
+                }
+            }
+        }
+        let Gather { head, body, .. } = *bufs;
+        (Ok(()), head, body)
+    }
+}
+
+/// A gathered send: two buffers and the message header describing what is left of them.
+/// Boxed, so the header's pointers stay valid while the operation owns it.
+struct Gather {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    iov: [libc::iovec; 2],
+    msg: libc::msghdr,
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }
+}
+
+fn empty_msghdr() -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is a valid empty header (no name, no iovecs, no control).
+    unsafe { std::mem::zeroed() }
+}
+
+impl Gather {
+    /// Points the header at what is left after the first `sent` bytes; how many bytes
+    /// that is.
+    fn point_at(&mut self, sent: usize) -> usize {
+        let head_left = self.head.get(sent..).unwrap_or(&[]);
+        let body_from = sent.saturating_sub(self.head.len());
+        let body_left = self.body.get(body_from..).unwrap_or(&[]);
+        self.iov[0] =
+            libc::iovec { iov_base: head_left.as_ptr() as *mut libc::c_void, iov_len: head_left.len() };
+        self.iov[1] =
+            libc::iovec { iov_base: body_left.as_ptr() as *mut libc::c_void, iov_len: body_left.len() };
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = 2;
+        head_left.len() + body_left.len()
+    }
+}
+
+/// Waits until `read` can read without waiting (see [`TcpStream::readable`]).
+async fn readable(read: &mut ReadIo, socket: &SharedSocket) -> io::Result<()> {
+    let fd = socket.raw();
+    match read {
+        ReadIo::Poll => {
+            let index = socket.epoll.expect("an epoll stream is registered");
+            poll_fn(|cx| with_core(|core| core.epoll().poll_ready(index, Direction::Read, cx))).await;
+            Ok(())
+        }
+        ReadIo::Ring(ring) if ring.multishot => {
+            poll_fn(|cx| {
+                if ring.chunk.is_some() || ring.eof {
+                    return Poll::Ready(());
+                }
+                let recv = ring.armed_recv(fd);
+                if recv.has_completion() || !recv.is_armed() {
+                    return Poll::Ready(());
+                }
+                // Registers the waker (nothing is queued: this stays pending).
+                match recv.poll_next(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => unreachable!("checked above that nothing is queued"),
+                }
+            })
+            .await;
+            Ok(())
+        }
+        ReadIo::Ring(_) => {
+            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32).build();
+            // SAFETY: the entry points at the socket only, which the caller's stream keeps
+            // open: it is borrowed for the await, and a dropped poll is cancelled before the
+            // stream closes (the kernel holds its own reference to the file meanwhile).
+            let done = unsafe { Op::submit(sqe, ()) }.await;
+            done.result().map(drop)
+        }
+    }
+}
+
+/// Reads into the spare capacity of `buf` (see [`TcpStream::read`]).
+async fn read(read: &mut ReadIo, socket: &SharedSocket, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    if buf.len() == buf.capacity() {
+        return (Err(io::Error::new(io::ErrorKind::InvalidInput, "read into a full buffer")), buf);
+    }
+    let fd = socket.raw();
+    match read {
+        ReadIo::Poll => {
+            let index = socket.epoll.expect("an epoll stream is registered");
+            let got = epoll::io(index, Direction::Read, || {
+                let spare = buf.spare_capacity_mut();
+                // SAFETY: the pointer and length describe `buf`'s spare capacity, which the
+                // kernel may write, for the duration of the call.
+                epoll::check(unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) })
+            })
+            .await;
+            if let Ok(n) = got {
+                // SAFETY: the kernel wrote `n` bytes (at most the spare capacity) after the
+                // initialized ones.
+                unsafe { buf.set_len(buf.len() + n) };
+            }
+            (got, buf)
+        }
+        ReadIo::Ring(ring) => {
+            if ring.multishot {
+                match poll_fn(|cx| ring.poll_copy(fd, cx, &mut buf)).await {
+                    Ok(Step::Read(n)) => return (Ok(n), buf),
+                    Err(e) => return (Err(e), buf),
+                    Ok(Step::NoBuffers) => {}
+                }
+            }
+            read_single(fd, buf).await
+        }
+    }
 }
 
 impl RingRead {
@@ -399,7 +587,7 @@ impl RingRead {
             let sqe = opcode::RecvMulti::new(Fd(fd), RECV_GROUP).build();
             // SAFETY: the entry points at the socket, open until this handle is dropped (the
             // stream drops it first), and at the driver's buffer ring.
-            unsafe { Multishot::submit(sqe) }
+            unsafe { Multishot::submit(sqe, Yields::Counts) }
         })
     }
 
@@ -482,17 +670,9 @@ async fn read_single(fd: RawFd, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>
     }
 }
 
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        if let StreamIo::Poll(index) = self.io {
-            deregister(index, self.fd.as_raw_fd());
-        }
-    }
-}
-
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.socket.raw()
     }
 }
 
@@ -579,6 +759,127 @@ mod tests {
                         "every read came through the ring"
                     );
                 }
+            });
+        }
+    }
+
+    #[test]
+    fn a_dropped_listener_closes_the_connections_it_accepted_for_nobody() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                // Arms the accept; nobody connects yet.
+                assert!(timeout(Duration::from_millis(5), listener.accept()).await.is_err());
+                let clients: Vec<_> = (0..3)
+                    .map(|_| {
+                        let s = std::net::TcpStream::connect(addr).expect("connect");
+                        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                        s
+                    })
+                    .collect();
+                // Their accepts complete into the armed operation, then the listener goes.
+                sleep(Duration::from_millis(20)).await;
+                drop(listener);
+                sleep(Duration::from_millis(20)).await;
+                for mut c in clients {
+                    let mut byte = [0u8; 1];
+                    match c.read(&mut byte) {
+                        Ok(0) => {}
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                        other => panic!("a connection accepted for nobody stayed open: {other:?}"),
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn a_gathered_write_sends_head_then_body_whole() {
+        for mut rt in super::super::tests::runtimes() {
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 3000000\r\n\r\n".to_vec();
+            let body = pattern(3_000_000);
+            let expected: Vec<u8> = head.iter().chain(&body).copied().collect();
+            let got = rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                // A slow reader: the socket takes the message in many partial sends.
+                let reader = std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    loop {
+                        std::thread::sleep(Duration::from_micros(200));
+                        match s.read(&mut chunk).expect("read") {
+                            0 => return got,
+                            n => got.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let (sent, head_back, body_back) =
+                    stream.write_all_gathered(head.clone(), body.clone()).await;
+                sent.expect("gathered write");
+                assert_eq!((head_back, body_back), (head, body), "both buffers come back");
+                drop(stream);
+                while !reader.is_finished() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+                reader.join().expect("reader")
+            });
+            assert!(got == expected, "{} bytes of {} arrived intact", got.len(), expected.len());
+        }
+    }
+
+    #[test]
+    fn split_halves_read_and_write_from_different_tasks() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                spawn(async move {
+                    // The server sends 50 lines, then echoes what it gets until the end.
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    for i in 0..50 {
+                        let (sent, _) = stream.write_all(format!("line {i}\n").into_bytes()).await;
+                        sent.expect("write");
+                    }
+                    loop {
+                        let (n, buf) = stream.read(Vec::with_capacity(256)).await;
+                        if n.expect("read") == 0 {
+                            return;
+                        }
+                        let (sent, _) = stream.write_all(buf).await;
+                        sent.expect("echo");
+                    }
+                });
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                let (mut rd, mut wr) = stream.into_split();
+                let received = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+                let sink = std::rc::Rc::clone(&received);
+                spawn(async move {
+                    loop {
+                        let (n, buf) = rd.read(Vec::with_capacity(64)).await;
+                        if n.expect("read") == 0 {
+                            return;
+                        }
+                        sink.borrow_mut().extend_from_slice(&buf);
+                    }
+                });
+                for i in 0..20 {
+                    let (sent, _) = wr.write_all(format!("ping {i}\n").into_bytes()).await;
+                    sent.expect("write half");
+                    sleep(Duration::from_millis(1)).await;
+                }
+                wr.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                let expected: String = (0..50)
+                    .map(|i| format!("line {i}\n"))
+                    .chain((0..20).map(|i| format!("ping {i}\n")))
+                    .collect();
+                while received.borrow().len() < expected.len() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+                assert_eq!(String::from_utf8(received.borrow().clone()).expect("text"), expected);
             });
         }
     }
@@ -710,7 +1011,7 @@ mod tests {
                 stream.readable().await.expect("readable");
                 // The bytes wait in the ring's buffer, not in one of ours.
                 if backend == Backend::Uring {
-                    let StreamIo::Ring(ring) = &stream.io else { panic!("an io_uring stream") };
+                    let ReadIo::Ring(ring) = &stream.read else { panic!("an io_uring stream") };
                     assert!(ring.recv.as_ref().is_some_and(Multishot::has_completion));
                 }
                 let (n, buf) = stream.read(Vec::with_capacity(64)).await;

@@ -50,9 +50,20 @@ enum State {
     Abandoned,
 }
 
+/// What an operation's successful results are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Yields {
+    /// Byte counts, or nothing to release.
+    #[default]
+    Counts,
+    /// New descriptors (accepts): closed if nobody takes them.
+    Descriptors,
+}
+
 #[derive(Default)]
 struct Slot {
     state: State,
+    yields: Yields,
     /// The kernel may post more completions for this slot.
     more: bool,
     /// Completions not taken yet: (result, flags).
@@ -70,7 +81,7 @@ struct Slots {
 }
 
 impl Slots {
-    fn take(&mut self) -> u32 {
+    fn take(&mut self, yields: Yields) -> u32 {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -80,6 +91,7 @@ impl Slots {
         };
         let slot = &mut self.slots[index as usize];
         slot.state = State::Owned;
+        slot.yields = yields;
         slot.more = true;
         self.in_flight += 1;
         index
@@ -87,10 +99,8 @@ impl Slots {
 
     fn free(&mut self, index: u32, bufs: &mut BufRing) -> Option<Box<dyn Any>> {
         let slot = &mut self.slots[index as usize];
-        for (_, flags) in slot.done.drain(..) {
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                bufs.give_back(bid);
-            }
+        for (res, flags) in slot.done.drain(..) {
+            release_result(res, flags, slot.yields, bufs);
         }
         slot.state = State::Free;
         slot.waker = None;
@@ -150,8 +160,8 @@ impl Driver {
     /// Every buffer and descriptor the entry points to stays valid and unmoved until the
     /// slot's last completion: it is owned by the `Op` made with this slot (and then by the
     /// slot, if the `Op` is dropped early), or it is the driver's buffer ring.
-    unsafe fn push_op(&self, sqe: squeue::Entry) -> u32 {
-        let index = self.slots.borrow_mut().take();
+    unsafe fn push_op(&self, sqe: squeue::Entry, yields: Yields) -> u32 {
+        let index = self.slots.borrow_mut().take(yields);
         // SAFETY: forwarded from the caller.
         unsafe { self.push(sqe.user_data(u64::from(index))) };
         index
@@ -189,12 +199,10 @@ impl Driver {
                 slot.state = State::Abandoned;
                 slot.keep = keep;
                 slot.waker = None;
-                // Buffers already received go back now.
+                // Buffers already received go back now, descriptors close.
                 let mut bufs = self.bufs.borrow_mut();
-                for (_, flags) in slot.done.drain(..) {
-                    if let Some(bid) = cqueue::buffer_select(flags) {
-                        bufs.give_back(bid);
-                    }
+                for (res, flags) in slot.done.drain(..) {
+                    release_result(res, flags, slot.yields, &mut bufs);
                 }
                 true
             } else {
@@ -313,9 +321,7 @@ impl Driver {
                     }
                 }
                 State::Abandoned => {
-                    if let Some(bid) = cqueue::buffer_select(flags) {
-                        bufs.give_back(bid);
-                    }
+                    release_result(res, flags, slot.yields, &mut bufs);
                     if last {
                         slot.more = false;
                         slots.in_flight -= 1;
@@ -341,6 +347,18 @@ impl Driver {
     /// Operations the kernel has not finished.
     pub(crate) fn in_flight_ops(&self) -> usize {
         self.slots.borrow().in_flight
+    }
+}
+
+/// Releases a completion nobody will take: its buffer-ring buffer goes back, a descriptor
+/// it made closes.
+fn release_result(res: i32, flags: u32, yields: Yields, bufs: &mut BufRing) {
+    if let Some(bid) = cqueue::buffer_select(flags) {
+        bufs.give_back(bid);
+    }
+    if yields == Yields::Descriptors && res >= 0 {
+        // SAFETY: an accept's result is a new descriptor that nothing else refers to.
+        unsafe { libc::close(res) };
     }
 }
 
@@ -414,7 +432,7 @@ impl<T: 'static> Op<T> {
     /// descriptor in it stays open until the completion.
     pub(crate) unsafe fn submit(sqe: squeue::Entry, keep: T) -> Op<T> {
         // SAFETY: forwarded from the caller; `keep` lives in the Op, then in the slot.
-        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe) });
+        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe, Yields::Counts) });
         Op { slot, keep: Some(keep) }
     }
 }
@@ -462,14 +480,14 @@ pub(crate) struct Multishot {
 }
 
 impl Multishot {
-    /// Queues `sqe`, a multishot operation.
+    /// Queues `sqe`, a multishot operation whose results are `yields`.
     ///
     /// # Safety
     /// As [`Op::submit`], with nothing kept: the entry points at nothing but descriptors
     /// that stay open until this handle is dropped and at the driver's buffer ring.
-    pub(crate) unsafe fn submit(sqe: squeue::Entry) -> Multishot {
+    pub(crate) unsafe fn submit(sqe: squeue::Entry, yields: Yields) -> Multishot {
         // SAFETY: forwarded from the caller.
-        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe) });
+        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe, yields) });
         Multishot { slot }
     }
 
