@@ -370,3 +370,62 @@ impl TaskBench {
         }
     }
 }
+
+/// Heap allocations made on this thread by `round_trips` request/answer exchanges over
+/// loopback on ringo's shard runtime (`epoll`: its epoll driver, else io_uring), after a
+/// warm-up: a server task reading into a reused buffer and answering with a send, and a
+/// client task on the same runtime doing the same. `allocations` reads the thread's
+/// count (the caller's counting allocator). For the zero-allocation test.
+pub fn shard_runtime_round_trip_allocations(
+    epoll: bool,
+    round_trips: usize,
+    allocations: fn() -> u64,
+) -> u64 {
+    use crate::rt::net::{TcpListener, TcpStream};
+    use crate::rt::{Backend, Runtime, RuntimeConfig, spawn};
+
+    async fn exchange(stream: &mut TcpStream, out: &mut Vec<u8>, input: &mut Vec<u8>, n: usize) {
+        for _ in 0..n {
+            let (sent, back) = stream.write_all(std::mem::take(out)).await;
+            *out = back;
+            sent.expect("client send");
+            input.clear();
+            let (read, back) = stream.read(std::mem::take(input)).await;
+            *input = back;
+            assert!(read.expect("client read") > 0, "the server answered");
+        }
+    }
+
+    let backend = if epoll { Backend::Epoll } else { Backend::Uring };
+    let mut rt = Runtime::new(RuntimeConfig { backend, ..RuntimeConfig::default() }).expect("runtime");
+    rt.block_on(async move {
+        let mut listener =
+            TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind loopback");
+        let addr = listener.local_addr();
+        spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut input = Vec::with_capacity(4096);
+            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
+            loop {
+                input.clear();
+                let (read, back) = stream.read(input).await;
+                input = back;
+                if !matches!(read, Ok(n) if n > 0) {
+                    return;
+                }
+                let (sent, back) = stream.write_all(answer).await;
+                answer = back;
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut out = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let mut input = Vec::with_capacity(4096);
+        exchange(&mut stream, &mut out, &mut input, 200).await;
+        let before = allocations();
+        exchange(&mut stream, &mut out, &mut input, round_trips).await;
+        allocations() - before
+    })
+}

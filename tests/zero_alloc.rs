@@ -326,3 +326,16 @@ fn parking_and_unparking_allocate_only_the_parks_own_two() {
         server.shutdown();
     }
 }
+
+/// The shard runtime the engine moves onto next (`src/rt`): after warm-up, request and
+/// answer exchanges over loopback, both ends on the runtime's thread, allocate nothing on
+/// either driver (io_uring: operation slots and their completion queues are recycled, the
+/// server side reads through the multishot recv into the buffer ring; epoll: readiness
+/// flags and non-blocking syscalls).
+#[test]
+fn the_shard_runtime_exchanges_without_allocating() {
+    for epoll in [false, true] {
+        let n = ringo::bench_api::shard_runtime_round_trip_allocations(epoll, 2000, thread_allocations);
+        assert_eq!(n, 0, "allocations over 2000 round trips (epoll: {epoll})");
+    }
+}

@@ -144,6 +144,20 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
     })
 }
 
+/// Runs `f` with this thread's runtime if it is the one tagged `tag` (a handle's own):
+/// `None` outside it (no runtime, another one, or one being torn down). Drops use it, so
+/// a handle dropped off its runtime never touches another runtime's driver.
+pub(crate) fn with_own_core<R>(tag: u32, f: impl FnOnce(&Core) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|current| {
+            let current = current.try_borrow().ok()?;
+            let core = current.as_ref().filter(|core| core.tag == tag)?;
+            Some(f(core))
+        })
+        .ok()
+        .flatten()
+}
+
 /// The driver of this thread's runtime, if one is running.
 pub(crate) fn try_backend() -> Option<Backend> {
     CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.as_ref().map(|core| core.backend())))
@@ -200,6 +214,11 @@ impl Runtime {
             if core.exec.take_main_woken()
                 && let Poll::Ready(out) = future.as_mut().poll(&mut cx)
             {
+                // What the last polls queued (a closing socket's cancel) reaches the kernel
+                // now, not at the next `block_on`.
+                if let Driver::Uring(ring) = &core.driver {
+                    ring.submit_queued();
+                }
                 return out;
             }
             core.exec.run_ready_batch(core.tag);

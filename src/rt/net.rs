@@ -46,8 +46,8 @@ pub(crate) struct TcpListener {
 }
 
 enum ListenIo {
-    /// io_uring: the multishot accept, once armed.
-    Ring(Option<Multishot>),
+    /// io_uring: the multishot accept, once armed, and the runtime's tag.
+    Ring(Option<Multishot>, u32),
     /// epoll: the registration's slot.
     Poll(u32),
 }
@@ -65,7 +65,7 @@ impl TcpListener {
         let local = listener.local_addr()?;
         let fd = OwnedFd::from(listener);
         let io = match with_core(|core| core.backend()) {
-            Backend::Uring => ListenIo::Ring(None),
+            Backend::Uring => ListenIo::Ring(None, with_core(|core| core.tag)),
             Backend::Epoll => ListenIo::Poll(with_core(|core| core.epoll().register(fd.as_raw_fd()))?),
         };
         Ok(TcpListener { io, fd, local })
@@ -90,7 +90,7 @@ impl TcpListener {
     /// are returned one by one; the listener keeps accepting after them.
     pub(crate) async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         match self.io {
-            ListenIo::Ring(_) => {
+            ListenIo::Ring(..) => {
                 let fd = poll_fn(|cx| self.poll_ring_accept(cx)).await?;
                 let stream = TcpStream::new(fd, true)?;
                 let peer = stream.peer_addr()?;
@@ -105,7 +105,7 @@ impl TcpListener {
     }
 
     fn poll_ring_accept(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<OwnedFd>> {
-        let ListenIo::Ring(armed) = &mut self.io else { unreachable!("called for io_uring listeners") };
+        let ListenIo::Ring(armed, _) = &mut self.io else { unreachable!("called for io_uring listeners") };
         loop {
             let accept = match armed {
                 Some(accept) => accept,
@@ -133,10 +133,22 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        if let ListenIo::Poll(index) = self.io {
-            deregister(index, self.fd.as_raw_fd());
+        match &mut self.io {
+            ListenIo::Poll(index) => deregister(*index, self.fd.as_raw_fd()),
+            ListenIo::Ring(armed, tag) => {
+                // The accept's cancel is queued, then submitted before the descriptor closes.
+                drop(armed.take());
+                submit_before_close(*tag);
+            }
         }
     }
+}
+
+/// Submits what the ring has queued (a cancel, a last send) before a descriptor closes:
+/// once closed, its number may be reused by the next accept, and an entry still queued
+/// would act on that new socket.
+fn submit_before_close(tag: u32) {
+    super::with_own_core(tag, |core| core.ring().submit_queued());
 }
 
 /// A non-blocking `accept4`: the new socket and its peer.
@@ -183,6 +195,18 @@ struct RingRead {
     multishot: bool,
     /// The peer closed its side (seen through the multishot recv).
     eof: bool,
+    /// Its runtime's tag.
+    tag: u32,
+}
+
+impl Drop for RingRead {
+    fn drop(&mut self) {
+        // A partly copied buffer goes back to the ring (the multishot recv, dropped after
+        // this, gives back what it queued).
+        if let Some(chunk) = self.chunk.take() {
+            super::with_own_core(self.tag, |core| core.ring().give_back(chunk.bid));
+        }
+    }
 }
 
 /// A stream's read side: io_uring state, or nothing beyond the epoll registration.
@@ -196,12 +220,16 @@ struct SharedSocket {
     fd: OwnedFd,
     /// The epoll registration's slot (epoll runtimes).
     epoll: Option<u32>,
+    /// Its runtime's tag.
+    tag: u32,
 }
 
 impl Drop for SharedSocket {
     fn drop(&mut self) {
-        if let Some(index) = self.epoll {
-            deregister(index, self.fd.as_raw_fd());
+        match self.epoll {
+            Some(index) => deregister(index, self.fd.as_raw_fd()),
+            // The read side, dropped first, queued its recv's cancel.
+            None => submit_before_close(self.tag),
         }
     }
 }
@@ -260,11 +288,16 @@ impl TcpStream {
         }
         let (read, epoll) = match with_core(|core| core.backend()) {
             Backend::Uring => {
-                (ReadIo::Ring(RingRead { recv: None, chunk: None, multishot: accepted, eof: false }), None)
+                let tag = with_core(|core| core.tag);
+                (
+                    ReadIo::Ring(RingRead { recv: None, chunk: None, multishot: accepted, eof: false, tag }),
+                    None,
+                )
             }
             Backend::Epoll => (ReadIo::Poll, Some(with_core(|core| core.epoll().register(fd.as_raw_fd()))?)),
         };
-        Ok(TcpStream { read, socket: Rc::new(SharedSocket { fd, epoll }) })
+        let tag = with_core(|core| core.tag);
+        Ok(TcpStream { read, socket: Rc::new(SharedSocket { fd, epoll, tag }) })
     }
 
     /// Connects to `addr` (`TCP_NODELAY` set).
@@ -518,17 +551,24 @@ async fn readable(read: &mut ReadIo, socket: &SharedSocket) -> io::Result<()> {
         }
         ReadIo::Ring(ring) if ring.multishot => {
             poll_fn(|cx| {
-                if ring.chunk.is_some() || ring.eof {
-                    return Poll::Ready(());
-                }
-                let recv = ring.armed_recv(fd);
-                if recv.has_completion() || !recv.is_armed() {
-                    return Poll::Ready(());
-                }
-                // Registers the waker (nothing is queued: this stays pending).
-                match recv.poll_next(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(_) => unreachable!("checked above that nothing is queued"),
+                loop {
+                    if ring.chunk.is_some() || ring.eof {
+                        return Poll::Ready(());
+                    }
+                    let recv = ring.armed_recv(fd);
+                    if recv.has_completion() {
+                        return Poll::Ready(());
+                    }
+                    if !recv.is_armed() {
+                        // The kernel ended it with nothing left to take: arm a new one.
+                        ring.recv = None;
+                        continue;
+                    }
+                    // Registers the waker (nothing is queued: this stays pending).
+                    return match recv.poll_next(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(_) => unreachable!("checked above that nothing is queued"),
+                    };
                 }
             })
             .await;
@@ -612,7 +652,15 @@ impl RingRead {
             if self.eof {
                 return Poll::Ready(Ok(Step::Read(0)));
             }
-            match self.armed_recv(fd).poll_next(cx) {
+            let next = self.armed_recv(fd).poll_next(cx);
+            if let Poll::Ready(Some((res, flags))) = next
+                && res <= 0
+                && let Some(bid) = cqueue::buffer_select(flags)
+            {
+                // A completion that carries a buffer hands it over, whatever its result.
+                with_core(|core| core.ring().give_back(bid));
+            }
+            match next {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some((res, flags))) if res > 0 => match cqueue::buffer_select(flags) {
                     Some(bid) => self.chunk = Some(Chunk { bid, len: res as usize, taken: 0 }),
@@ -697,6 +745,18 @@ mod tests {
             let mut got = Vec::new();
             s.read_to_end(&mut got).expect("read to end");
             got
+        })
+    }
+
+    /// A client that sends `send` and reads until the server closes, by end of file or
+    /// reset (a server closing with bytes unread resets the connection).
+    fn quiet_client(addr: SocketAddr, send: Vec<u8>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s.write_all(&send).expect("send");
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
         })
     }
 
@@ -882,6 +942,83 @@ mod tests {
                 assert_eq!(String::from_utf8(received.borrow().clone()).expect("text"), expected);
             });
         }
+    }
+
+    #[test]
+    fn a_stream_dropped_mid_buffer_gives_the_buffer_back() {
+        // Two ring buffers: two leaked ones would leave every later read on the fallback.
+        let config = RuntimeConfig { recv_buffers: 2, recv_buffer_size: 256, ..RuntimeConfig::default() };
+        let mut rt = Runtime::new(config).expect("runtime");
+        rt.block_on(async {
+            let mut listener = listener();
+            let addr = listener.local_addr();
+            for _ in 0..4 {
+                let c = quiet_client(addr, pattern(200));
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                // Ten of the 200 bytes: the rest of the ring's buffer is left uncopied.
+                let (n, _) = stream.read(Vec::with_capacity(10)).await;
+                assert_eq!(n.expect("read"), 10);
+                drop(stream);
+                while !c.is_finished() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+            }
+            let c = quiet_client(addr, pattern(200));
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let (n, _) = stream.read(Vec::with_capacity(4096)).await;
+            assert!(n.expect("read") > 0);
+            assert_eq!(with_core(|core| core.ring().fallback_reads()), 0, "the ring still has its buffers");
+            drop(stream);
+            while !c.is_finished() {
+                sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+
+    #[test]
+    fn a_stream_dropped_off_its_runtime_touches_no_other() {
+        let [mut a, mut b] = super::super::tests::runtimes();
+        let mut uring_listener = None;
+        let stray = a.block_on(async {
+            let mut listener = listener();
+            let c = client(listener.local_addr(), b"x".to_vec());
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            // Arms its recv (the byte comes in).
+            let (n, _) = stream.read(Vec::with_capacity(1)).await;
+            assert_eq!(n.expect("read"), 1);
+            uring_listener = Some(listener);
+            (stream, c)
+        });
+        // Dropped inside another runtime's `block_on`: nothing of that runtime is touched,
+        // and the other runtime still serves.
+        b.block_on(async move {
+            drop(stray);
+            let mut listener = listener();
+            let c = client(listener.local_addr(), pattern(1000));
+            let got = echo_one_without_eof(&mut listener, 1000).await;
+            assert_eq!(got, 1000);
+            while !c.is_finished() {
+                sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(c.join().expect("client"), pattern(1000));
+        });
+        // Outside any runtime: a plain drop, then the first runtime goes (cancelling what
+        // it still has in flight).
+        drop(uring_listener);
+        drop(a);
+    }
+
+    /// Echoes `total` bytes of one connection, then closes it.
+    async fn echo_one_without_eof(listener: &mut TcpListener, total: usize) -> usize {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut got = 0;
+        while got < total {
+            let (n, buf) = stream.read(Vec::with_capacity(4096)).await;
+            got += n.expect("read");
+            let (sent, _) = stream.write_all(buf).await;
+            sent.expect("write");
+        }
+        got
     }
 
     #[test]

@@ -195,6 +195,12 @@ impl Driver {
         let in_flight = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots.slots[index as usize];
+            if slot.state != State::Owned {
+                debug_assert!(false, "operation slot {index} released twice");
+                // Leaked rather than freed: the kernel may still use them.
+                std::mem::forget(keep);
+                return;
+            }
             if slot.more {
                 slot.state = State::Abandoned;
                 slot.keep = keep;
@@ -241,6 +247,20 @@ impl Driver {
     /// Whether the operation of slot `index` may post more completions.
     fn in_flight(&self, index: u32) -> bool {
         self.slots.borrow().slots[index as usize].more
+    }
+
+    /// Submits what is queued without waiting (a socket about to close: its operations'
+    /// cancels reach the kernel before its descriptor number can be reused).
+    pub(crate) fn submit_queued(&self) {
+        let Ok(mut ring) = self.ring.try_borrow_mut() else { return };
+        if ring.submission().is_empty() {
+            return;
+        }
+        match ring.submit() {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => panic!("io_uring_enter (submitting before a close): {e}"),
+        }
     }
 
     /// Appends bytes `from..to` of buffer `bid` to `dst`, at most `room` of them; how many.
@@ -406,6 +426,8 @@ impl Drop for Driver {
 /// A single-shot operation in flight, and the buffers it lent the kernel.
 pub(crate) struct Op<T: 'static> {
     slot: u32,
+    /// Its runtime's tag.
+    tag: u32,
     keep: Option<T>,
 }
 
@@ -432,8 +454,9 @@ impl<T: 'static> Op<T> {
     /// descriptor in it stays open until the completion.
     pub(crate) unsafe fn submit(sqe: squeue::Entry, keep: T) -> Op<T> {
         // SAFETY: forwarded from the caller; `keep` lives in the Op, then in the slot.
-        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe, Yields::Counts) });
-        Op { slot, keep: Some(keep) }
+        let (slot, tag) =
+            super::with_core(|core| (unsafe { core.ring().push_op(sqe, Yields::Counts) }, core.tag));
+        Op { slot, tag, keep: Some(keep) }
     }
 }
 
@@ -441,12 +464,15 @@ impl<T: 'static + Unpin> Future for Op<T> {
     type Output = Completion<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Completion<T>> {
-        let slot = self.slot;
-        let polled = super::with_core(|core| core.ring().poll_next(slot, cx));
+        // Checked before the slot is touched: after the completion it may be another's.
+        assert!(self.keep.is_some(), "an Op is not polled after it completed");
+        let (slot, tag) = (self.slot, self.tag);
+        let polled = super::with_own_core(tag, |core| core.ring().poll_next(slot, cx))
+            .expect("an Op is polled on the runtime that submitted it");
         match polled {
             Poll::Ready(Some((res, _))) => {
-                let keep = self.keep.take().expect("an Op is not polled after it completed");
-                super::with_core(|core| core.ring().release(slot, None));
+                let keep = self.keep.take().expect("checked above");
+                super::with_own_core(tag, |core| core.ring().release(slot, None));
                 Poll::Ready(Completion { res, keep })
             }
             Poll::Ready(None) => unreachable!("a single-shot operation ends with its completion"),
@@ -458,18 +484,15 @@ impl<T: 'static + Unpin> Future for Op<T> {
 impl<T: 'static> Drop for Op<T> {
     fn drop(&mut self) {
         if let Some(keep) = self.keep.take() {
-            let keep: Box<dyn Any> = Box::new(keep);
-            let _ = super::CURRENT.try_with(|current| {
-                if let Ok(current) = current.try_borrow()
-                    && let Some(core) = current.as_ref()
-                {
-                    core.ring().release(self.slot, Some(keep));
-                } else {
-                    // No runtime (it is being torn down by unwinding): the kernel may still
-                    // write into these buffers, so they are leaked, not freed.
-                    std::mem::forget(keep);
-                }
-            });
+            let mut keep: Option<Box<dyn Any>> = Some(Box::new(keep));
+            let slot = self.slot;
+            let released = super::with_own_core(self.tag, |core| core.ring().release(slot, keep.take()));
+            if released.is_none() {
+                // Off its runtime (dropped outside `block_on`, in another runtime, or while
+                // unwinding): the kernel may still write into these buffers, so they are
+                // leaked, not freed. The runtime's own drop cancels the operation.
+                std::mem::forget(keep);
+            }
         }
     }
 }
@@ -477,6 +500,8 @@ impl<T: 'static> Drop for Op<T> {
 /// A multishot operation (accept, recv): its completions, one at a time.
 pub(crate) struct Multishot {
     slot: u32,
+    /// Its runtime's tag.
+    tag: u32,
 }
 
 impl Multishot {
@@ -487,36 +512,37 @@ impl Multishot {
     /// that stay open until this handle is dropped and at the driver's buffer ring.
     pub(crate) unsafe fn submit(sqe: squeue::Entry, yields: Yields) -> Multishot {
         // SAFETY: forwarded from the caller.
-        let slot = super::with_core(|core| unsafe { core.ring().push_op(sqe, yields) });
-        Multishot { slot }
+        let (slot, tag) = super::with_core(|core| (unsafe { core.ring().push_op(sqe, yields) }, core.tag));
+        Multishot { slot, tag }
     }
 
     /// The next completion; `Ready(None)` once the kernel ended the operation (its last
     /// completion was taken before).
     pub(crate) fn poll_next(&self, cx: &mut TaskContext<'_>) -> Poll<Option<(i32, u32)>> {
-        super::with_core(|core| core.ring().poll_next(self.slot, cx))
+        self.on_own(|ring| ring.poll_next(self.slot, cx))
     }
 
     /// Whether a completion is queued.
     pub(crate) fn has_completion(&self) -> bool {
-        super::with_core(|core| core.ring().has_completion(self.slot))
+        self.on_own(|ring| ring.has_completion(self.slot))
     }
 
     /// Whether the kernel may still post completions.
     pub(crate) fn is_armed(&self) -> bool {
-        super::with_core(|core| core.ring().in_flight(self.slot))
+        self.on_own(|ring| ring.in_flight(self.slot))
+    }
+
+    fn on_own<R>(&self, f: impl FnOnce(&Driver) -> R) -> R {
+        super::with_own_core(self.tag, |core| f(core.ring()))
+            .expect("a multishot operation is used on the runtime that submitted it")
     }
 }
 
 impl Drop for Multishot {
     fn drop(&mut self) {
-        let _ = super::CURRENT.try_with(|current| {
-            if let Ok(current) = current.try_borrow()
-                && let Some(core) = current.as_ref()
-            {
-                core.ring().release(self.slot, None);
-            }
-        });
+        // Off its runtime it stays armed until that runtime's drop cancels everything.
+        let slot = self.slot;
+        super::with_own_core(self.tag, |core| core.ring().release(slot, None));
     }
 }
 
@@ -573,7 +599,11 @@ impl BufRing {
     }
 
     fn buf(&self, bid: u16) -> &[u8] {
-        &self.mem[usize::from(bid) * self.size..][..self.size]
+        assert!(bid < self.count, "buffer id {bid} out of the ring");
+        // SAFETY: buffer `bid` lies inside `mem` (checked above); it came back with a
+        // completion, so the kernel does not write it until it is given back. Only this
+        // buffer is borrowed: the kernel may be writing others of `mem` meanwhile.
+        unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(usize::from(bid) * self.size), self.size) }
     }
 
     fn give_back(&mut self, bid: u16) {
@@ -604,8 +634,8 @@ impl Drop for BufRing {
     fn drop(&mut self) {
         if !self.entries.is_null() {
             // SAFETY: allocated in `register` with this layout. The driver drains its
-            // operations before dropping (or leaks this ring), and the ring itself is
-            // dropped right after, which unregisters the group.
+            // operations before dropping (or leaks this ring), and its ring field, dropped
+            // before this one, unregistered the group when it closed.
             unsafe { dealloc(self.entries.cast(), self.layout) };
         }
     }

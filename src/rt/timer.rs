@@ -150,8 +150,8 @@ impl Timers {
 #[derive(Debug)]
 pub(crate) struct Sleep {
     deadline: Instant,
-    /// Its entry (index, sequence number) while registered.
-    registered: Option<(u32, u64)>,
+    /// Its entry (runtime tag, index, sequence number) while registered.
+    registered: Option<(u32, u32, u64)>,
 }
 
 /// Completes after `duration`.
@@ -172,7 +172,9 @@ impl Future for Sleep {
         let registered = self.registered;
         super::with_core(|core| {
             let mut timers = core.timers.borrow_mut();
-            let pending = registered.filter(|&(index, seq)| timers.pending(index, seq));
+            let pending = registered
+                .filter(|&(tag, index, seq)| tag == core.tag && timers.pending(index, seq))
+                .map(|(_, index, seq)| (index, seq));
             if Instant::now() >= deadline {
                 if let Some((index, _)) = pending {
                     timers.remove(index);
@@ -190,7 +192,7 @@ impl Future for Sleep {
                 // deadline was reached by ours: register (again).
                 None => {
                     let index = timers.insert(deadline, cx.waker().clone());
-                    self.registered = Some((index, timers.entries[index as usize].seq));
+                    self.registered = Some((core.tag, index, timers.entries[index as usize].seq));
                 }
             }
             Poll::Pending
@@ -200,12 +202,10 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some((index, seq)) = self.registered {
-            // A runtime being dropped clears its timers itself.
-            let _ = super::CURRENT.try_with(|current| {
-                if let Ok(current) = current.try_borrow()
-                    && let Some(core) = current.as_ref()
-                    && let Ok(mut timers) = core.timers.try_borrow_mut()
+        if let Some((tag, index, seq)) = self.registered {
+            // Only on its own runtime; a runtime being dropped clears its timers itself.
+            super::with_own_core(tag, |core| {
+                if let Ok(mut timers) = core.timers.try_borrow_mut()
                     && timers.pending(index, seq)
                 {
                     timers.remove(index);
