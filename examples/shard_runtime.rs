@@ -6,7 +6,9 @@
 //! what the engine would gain on it.
 //!
 //! Run: `cargo run --release --example shard_runtime -- --port 8080 [--workers N]`
-//! (`scripts/bench --peers ringo-rt,uring-tasks`).
+//! (`scripts/bench --peers ringo-rt,uring-tasks`). With `SHARD_RUNTIME_LEAN_IDLE=1` a
+//! connection waiting for its next request holds no buffer (see
+//! `bench_api::serve_on_shard_runtime`; `scripts/conn-memory --peer-bin` measures it).
 
 // The peers' shared modules, written for their own crates (all `pub`).
 #[allow(unreachable_pub, dead_code)]
@@ -38,6 +40,7 @@ fn refresh() {
 
 fn main() {
     let args = args::parse();
+    let lean_idle = std::env::var_os("SHARD_RUNTIME_LEAN_IDLE").is_some_and(|v| v != "0");
     let addr = args.addr();
     let cpus = pin::allowed_cpus();
     let workers: Vec<_> = (0..args.workers)
@@ -50,7 +53,9 @@ fn main() {
                 .name(format!("rt-{i}"))
                 .spawn(move || {
                     pin::pin_current(i, &cpus);
-                    if let Err(e) = ringo::bench_api::serve_on_shard_runtime(listener, answer, refresh) {
+                    if let Err(e) =
+                        ringo::bench_api::serve_on_shard_runtime(listener, answer, refresh, lean_idle)
+                    {
                         eprintln!("shard runtime: {e}");
                         std::process::exit(1);
                     }

@@ -193,13 +193,68 @@ pub fn redis_decode_all(buf: &mut bytes::BytesMut, resp3: bool) -> Option<usize>
 /// argument and returns the bytes consumed and whether to close), writes what it
 /// appended, and repeats. `tick` runs every 100 ms (a Date header's refresh). What the
 /// runtime costs under a real HTTP load, before the engine moves onto it.
+///
+/// `lean_idle`: a connection with nothing pending waits with `readable` holding no
+/// buffer, takes its two buffers from the shard's free list when bytes arrive, and gives
+/// them back once everything read is answered and written: the idle footprint the engine
+/// gets on this runtime (otherwise each connection keeps its two 4 KiB buffers, as the
+/// hand-driven task peer does).
 pub fn serve_on_shard_runtime(
     listener: std::net::TcpListener,
     answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool),
     tick: fn(),
+    lean_idle: bool,
 ) -> std::io::Result<()> {
     use crate::rt::net::{TcpListener, TcpStream};
     use crate::rt::{Runtime, RuntimeConfig, sleep, spawn};
+
+    thread_local! {
+        static FREE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    fn take() -> Vec<u8> {
+        FREE.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(4096))
+    }
+    fn give(mut buf: Vec<u8>) {
+        buf.clear();
+        FREE.with(|f| f.borrow_mut().push(buf));
+    }
+
+    async fn serve_lean(mut stream: TcpStream, answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool)) {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            let (mut input, mut out) = (take(), take());
+            let close = loop {
+                let (read, back) = stream.read(input).await;
+                input = back;
+                if !matches!(read, Ok(n) if n > 0) {
+                    break true;
+                }
+                let (consumed, close) = answer(&input, &mut out);
+                input.drain(..consumed);
+                if !out.is_empty() {
+                    let (sent, back) = stream.write_all(out).await;
+                    out = back;
+                    out.clear();
+                    if sent.is_err() {
+                        break true;
+                    }
+                }
+                if close || input.is_empty() {
+                    break close;
+                }
+                if input.capacity() - input.len() < 1024 {
+                    input.reserve(4096);
+                }
+            };
+            give(input);
+            give(out);
+            if close {
+                return;
+            }
+        }
+    }
 
     async fn serve(mut stream: TcpStream, answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool)) {
         let mut input = Vec::with_capacity(4096);
@@ -240,6 +295,7 @@ pub fn serve_on_shard_runtime(
         });
         loop {
             match listener.accept().await {
+                Ok((stream, _)) if lean_idle => spawn(serve_lean(stream, answer)),
                 Ok((stream, _)) => spawn(serve(stream, answer)),
                 // Out of descriptors, an aborted handshake: the next accept may succeed.
                 Err(e) => tracing::debug!("accept: {e}"),
