@@ -8,7 +8,9 @@
 //! Run: `cargo run --release --example shard_runtime -- --port 8080 [--workers N]`
 //! (`scripts/bench --peers ringo-rt,uring-tasks`). With `SHARD_RUNTIME_LEAN_IDLE=1` a
 //! connection waiting for its next request holds no buffer (see
-//! `bench_api::serve_on_shard_runtime`; `scripts/conn-memory --peer-bin` measures it).
+//! `bench_api::serve_on_shard_runtime`; `scripts/conn-memory --peer-bin` measures it);
+//! with `SHARD_RUNTIME_EPOLL=1` it runs on the runtime's epoll driver (`scripts/instructions
+//! --peer-bin` counts its instructions under valgrind, which has no io_uring).
 
 // The peers' shared modules, written for their own crates (all `pub`).
 #[allow(unreachable_pub, dead_code)]
@@ -40,7 +42,8 @@ fn refresh() {
 
 fn main() {
     let args = args::parse();
-    let lean_idle = std::env::var_os("SHARD_RUNTIME_LEAN_IDLE").is_some_and(|v| v != "0");
+    let flag = |name: &str| std::env::var_os(name).is_some_and(|v| v != "0");
+    let (lean_idle, epoll) = (flag("SHARD_RUNTIME_LEAN_IDLE"), flag("SHARD_RUNTIME_EPOLL"));
     let addr = args.addr();
     let cpus = pin::allowed_cpus();
     let workers: Vec<_> = (0..args.workers)
@@ -54,7 +57,7 @@ fn main() {
                 .spawn(move || {
                     pin::pin_current(i, &cpus);
                     if let Err(e) =
-                        ringo::bench_api::serve_on_shard_runtime(listener, answer, refresh, lean_idle)
+                        ringo::bench_api::serve_on_shard_runtime(listener, answer, refresh, lean_idle, epoll)
                     {
                         eprintln!("shard runtime: {e}");
                         std::process::exit(1);

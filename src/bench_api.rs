@@ -199,11 +199,15 @@ pub fn redis_decode_all(buf: &mut bytes::BytesMut, resp3: bool) -> Option<usize>
 /// them back once everything read is answered and written: the idle footprint the engine
 /// gets on this runtime (otherwise each connection keeps its two 4 KiB buffers, as the
 /// hand-driven task peer does).
+///
+/// `epoll`: on the runtime's epoll driver (for counting instructions under valgrind,
+/// which has no io_uring), else on io_uring.
 pub fn serve_on_shard_runtime(
     listener: std::net::TcpListener,
     answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool),
     tick: fn(),
     lean_idle: bool,
+    epoll: bool,
 ) -> std::io::Result<()> {
     use crate::rt::net::{TcpListener, TcpStream};
     use crate::rt::{Runtime, RuntimeConfig, sleep, spawn};
@@ -284,7 +288,8 @@ pub fn serve_on_shard_runtime(
         }
     }
 
-    let mut rt = Runtime::new(RuntimeConfig::default())?;
+    let backend = if epoll { crate::rt::Backend::Epoll } else { crate::rt::Backend::Uring };
+    let mut rt = Runtime::new(RuntimeConfig { backend, ..RuntimeConfig::default() })?;
     rt.block_on(async move {
         let mut listener = TcpListener::from_std(listener)?;
         spawn(async move {
