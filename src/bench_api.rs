@@ -223,66 +223,62 @@ pub fn serve_on_shard_runtime(
         FREE.with(|f| f.borrow_mut().push(buf));
     }
 
+    /// Reads once into `input`, answers what is complete, writes the answers; the
+    /// buffers back, and whether the connection goes on.
+    async fn answer_once(
+        stream: &mut TcpStream,
+        mut input: Vec<u8>,
+        mut out: Vec<u8>,
+        answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool),
+    ) -> (bool, Vec<u8>, Vec<u8>) {
+        if input.capacity() - input.len() < 1024 {
+            input.reserve(4096);
+        }
+        let (read, back) = stream.read(input).await;
+        input = back;
+        if !matches!(read, Ok(n) if n > 0) {
+            return (false, input, out);
+        }
+        let (consumed, close) = answer(&input, &mut out);
+        input.drain(..consumed);
+        if !out.is_empty() {
+            let (sent, back) = stream.write_all(out).await;
+            out = back;
+            out.clear();
+            if sent.is_err() {
+                return (false, input, out);
+            }
+        }
+        (!close, input, out)
+    }
+
     async fn serve_lean(mut stream: TcpStream, answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool)) {
         loop {
             if stream.readable().await.is_err() {
                 return;
             }
             let (mut input, mut out) = (take(), take());
-            let close = loop {
-                let (read, back) = stream.read(input).await;
-                input = back;
-                if !matches!(read, Ok(n) if n > 0) {
-                    break true;
-                }
-                let (consumed, close) = answer(&input, &mut out);
-                input.drain(..consumed);
-                if !out.is_empty() {
-                    let (sent, back) = stream.write_all(out).await;
-                    out = back;
-                    out.clear();
-                    if sent.is_err() {
-                        break true;
-                    }
-                }
-                if close || input.is_empty() {
-                    break close;
-                }
-                if input.capacity() - input.len() < 1024 {
-                    input.reserve(4096);
+            let go_on = loop {
+                let (go_on, i, o) = answer_once(&mut stream, input, out, answer).await;
+                (input, out) = (i, o);
+                if !go_on || input.is_empty() {
+                    break go_on;
                 }
             };
             give(input);
             give(out);
-            if close {
+            if !go_on {
                 return;
             }
         }
     }
 
     async fn serve(mut stream: TcpStream, answer: fn(&[u8], &mut Vec<u8>) -> (usize, bool)) {
-        let mut input = Vec::with_capacity(4096);
-        let mut out = Vec::with_capacity(4096);
+        let (mut input, mut out) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
         loop {
-            if input.capacity() - input.len() < 1024 {
-                input.reserve(4096);
-            }
-            let (read, back) = stream.read(input).await;
-            input = back;
-            if !matches!(read, Ok(n) if n > 0) {
-                return;
-            }
-            let (consumed, close) = answer(&input, &mut out);
-            input.drain(..consumed);
-            if !out.is_empty() {
-                let (sent, back) = stream.write_all(out).await;
-                out = back;
-                out.clear();
-                if sent.is_err() {
-                    return;
-                }
-            }
-            if close {
+            let (go_on, i, o) = answer_once(&mut stream, input, out, answer).await;
+            (input, out) = (i, o);
+            if !go_on {
                 return;
             }
         }

@@ -637,17 +637,25 @@ impl RingRead {
         cx: &mut TaskContext<'_>,
         buf: &mut Vec<u8>,
     ) -> Poll<io::Result<Step>> {
+        // Bytes copied by this call: every buffer already received is copied while there is
+        // room (a pipelined batch spread over several ring buffers is one read).
+        let mut total = 0;
         loop {
             if let Some(chunk) = &mut self.chunk {
                 let room = buf.capacity() - buf.len();
                 let n = with_core(|core| core.ring().copy_out(chunk.bid, chunk.taken, chunk.len, buf, room));
                 chunk.taken += n;
+                total += n;
                 if chunk.taken == chunk.len {
                     let bid = chunk.bid;
                     self.chunk = None;
                     with_core(|core| core.ring().give_back(bid));
                 }
-                return Poll::Ready(Ok(Step::Read(n)));
+                let more_now = self.recv.as_ref().is_some_and(Multishot::has_data_queued);
+                if self.chunk.is_none() && buf.len() < buf.capacity() && more_now {
+                    continue;
+                }
+                return Poll::Ready(Ok(Step::Read(total)));
             }
             if self.eof {
                 return Poll::Ready(Ok(Step::Read(0)));
@@ -748,6 +756,23 @@ mod tests {
         })
     }
 
+    /// A client that reads at most `chunk` bytes at a time, pausing `pause` before each
+    /// read, until the server closes; what it read.
+    fn slow_reader(addr: SocketAddr, chunk: usize, pause: Duration) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; chunk];
+            loop {
+                std::thread::sleep(pause);
+                match s.read(&mut buf).expect("read") {
+                    0 => return got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+    }
+
     /// A client that sends `send` and reads until the server closes, by end of file or
     /// reset (a server closing with bytes unread resets the connection).
     fn quiet_client(addr: SocketAddr, send: Vec<u8>) -> std::thread::JoinHandle<()> {
@@ -824,6 +849,43 @@ mod tests {
     }
 
     #[test]
+    fn a_read_takes_every_buffer_already_received() {
+        // 64-byte ring buffers: 1000 bytes arrive in many of them, and one read with room
+        // for all takes all.
+        let config = RuntimeConfig { recv_buffers: 64, recv_buffer_size: 64, ..RuntimeConfig::default() };
+        let mut rt = Runtime::new(config).expect("runtime");
+        rt.block_on(async {
+            let mut listener = listener();
+            let c = quiet_client(listener.local_addr(), pattern(1000));
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            stream.readable().await.expect("readable");
+            // Let the rest arrive; the kernel has filled several buffers by then.
+            sleep(Duration::from_millis(20)).await;
+            let (n, buf) = stream.read(Vec::with_capacity(4096)).await;
+            assert_eq!(n.expect("read"), 1000, "one read");
+            assert_eq!(buf, pattern(1000));
+            // Room for less: the read stops there and the rest waits, in order.
+            drop(stream);
+            while !c.is_finished() {
+                sleep(Duration::from_millis(1)).await;
+            }
+            let c = quiet_client(listener.local_addr(), pattern(1000));
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            stream.readable().await.expect("readable");
+            sleep(Duration::from_millis(20)).await;
+            let (n, first) = stream.read(Vec::with_capacity(300)).await;
+            assert_eq!(n.expect("read"), 300);
+            let (n, second) = stream.read(Vec::with_capacity(4096)).await;
+            assert_eq!(n.expect("read"), 700);
+            assert_eq!([first, second].concat(), pattern(1000));
+            drop(stream);
+            while !c.is_finished() {
+                sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+
+    #[test]
     fn a_dropped_listener_closes_the_connections_it_accepted_for_nobody() {
         for mut rt in super::super::tests::runtimes() {
             rt.block_on(async {
@@ -864,18 +926,7 @@ mod tests {
                 let mut listener = listener();
                 let addr = listener.local_addr();
                 // A slow reader: the socket takes the message in many partial sends.
-                let reader = std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                    let mut got = Vec::new();
-                    let mut chunk = [0u8; 65536];
-                    loop {
-                        std::thread::sleep(Duration::from_micros(200));
-                        match s.read(&mut chunk).expect("read") {
-                            0 => return got,
-                            n => got.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                });
+                let reader = slow_reader(addr, 65536, Duration::from_micros(200));
                 let (mut stream, _) = listener.accept().await.expect("accept");
                 let (sent, head_back, body_back) =
                     stream.write_all_gathered(head.clone(), body.clone()).await;
@@ -1218,18 +1269,7 @@ mod tests {
             let got = rt.block_on(async {
                 let mut listener = listener();
                 let addr = listener.local_addr();
-                let reader = std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                    let mut got = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        std::thread::sleep(Duration::from_micros(50));
-                        match s.read(&mut chunk).expect("read") {
-                            0 => return got,
-                            n => got.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                });
+                let reader = slow_reader(addr, 4096, Duration::from_micros(50));
                 let (mut stream, _) = listener.accept().await.expect("accept");
                 let (sent, _) = stream.write_all(data.clone()).await;
                 sent.expect("write all");

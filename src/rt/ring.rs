@@ -244,6 +244,11 @@ impl Driver {
         !self.slots.borrow().slots[index as usize].done.is_empty()
     }
 
+    /// Whether slot `index`'s next completion carries bytes (a positive result).
+    fn data_queued(&self, index: u32) -> bool {
+        self.slots.borrow().slots[index as usize].done.front().is_some_and(|&(res, _)| res > 0)
+    }
+
     /// Whether the operation of slot `index` may post more completions.
     fn in_flight(&self, index: u32) -> bool {
         self.slots.borrow().slots[index as usize].more
@@ -525,6 +530,11 @@ impl Multishot {
     /// Whether a completion is queued.
     pub(crate) fn has_completion(&self) -> bool {
         self.on_own(|ring| ring.has_completion(self.slot))
+    }
+
+    /// Whether the next completion carries bytes.
+    pub(crate) fn has_data_queued(&self) -> bool {
+        self.on_own(|ring| ring.data_queued(self.slot))
     }
 
     /// Whether the kernel may still post completions.
