@@ -29,6 +29,11 @@
 //! - The kernel owns an operation's buffers from submission to completion: an operation
 //!   dropped early moves them into its slot, asks the kernel to cancel, and they are freed
 //!   at the completion (see [`ring::Op`]).
+//! - A handle (operation, multishot operation, timer, socket) carries its runtime's tag and
+//!   acts only on that runtime ([`with_own_core`]): dropped anywhere else, it leaks what
+//!   the kernel may still use rather than touch another runtime's slots.
+//! - Entries still queued are submitted before a socket's descriptor closes (and when
+//!   `block_on` returns), so none can act on a reused descriptor number.
 //!
 //! Status: built and tested on its own; the shard engine still runs on monoio. Moving it
 //! over is the next step of docs/shard-runtime-plan.md.
