@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context as TaskContext, RawWaker, RawWakerVTable, Waker};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -135,6 +136,56 @@ pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
     super::with_core(|core| core.exec.spawn(task));
 }
 
+/// Spawns a task whose output is awaited through the returned handle. Dropping the
+/// handle detaches the task: it runs on, and its output is dropped when it comes.
+pub(crate) fn spawn_with_handle<T: 'static>(task: impl Future<Output = T> + 'static) -> JoinHandle<T> {
+    let state = Rc::new(RefCell::new(Join { out: None, waiter: None }));
+    let shared = Rc::clone(&state);
+    spawn(async move {
+        let out = task.await;
+        let waiter = {
+            let mut join = shared.borrow_mut();
+            join.out = Some(out);
+            join.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.wake();
+        }
+    });
+    JoinHandle { state }
+}
+
+/// The output of a task spawned with [`spawn_with_handle`], once it completes.
+pub(crate) struct JoinHandle<T> {
+    state: Rc<RefCell<Join<T>>>,
+}
+
+struct Join<T> {
+    out: Option<T>,
+    waiter: Option<Waker>,
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").field("done", &self.state.borrow().out.is_some()).finish()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> std::task::Poll<T> {
+        let mut join = self.state.borrow_mut();
+        match join.out.take() {
+            Some(out) => std::task::Poll::Ready(out),
+            None => {
+                join.waiter = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
 /// The waker of `block_on`'s future.
 pub(crate) fn main_waker(tag: u32) -> Waker {
     waker(tag, MAIN)
@@ -227,6 +278,29 @@ mod tests {
             }
         });
         assert_eq!(*order.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
+    }
+
+    #[test]
+    fn a_join_handle_gives_the_output_and_a_dropped_one_detaches() {
+        let mut rt = runtime();
+        let ran = Rc::new(Cell::new(false));
+        let out = rt.block_on({
+            let ran = Rc::clone(&ran);
+            async move {
+                let handle = spawn_with_handle(async {
+                    yield_times(3).await;
+                    21 * 2
+                });
+                // Dropped at once: the task still runs to its end.
+                drop(spawn_with_handle(async move {
+                    yield_times(2).await;
+                    ran.set(true);
+                }));
+                handle.await
+            }
+        });
+        assert_eq!(out, 42);
+        assert!(ran.get(), "the detached task ran");
     }
 
     #[test]

@@ -37,6 +37,61 @@ use super::epoll::{self, Direction};
 use super::ring::{Multishot, Op, RECV_GROUP, Yields};
 use super::{Backend, with_core};
 
+/// A buffer a read appends to: its spare capacity is lent to the kernel (single-shot and
+/// epoll reads) or filled by copying (reads through the buffer ring). Its heap memory must
+/// not move when the value moves (the kernel may write it while an operation owns it).
+pub(crate) trait ReadBuf: Unpin + 'static {
+    /// Bytes it takes without growing.
+    fn room(&self) -> usize;
+    /// Where the next byte goes: valid for `room()` bytes.
+    fn tail_ptr(&mut self) -> *mut u8;
+    /// Counts `n` more bytes as filled.
+    ///
+    /// # Safety
+    /// `n <= room()`, and the `n` bytes at `tail_ptr()` were written.
+    unsafe fn commit(&mut self, n: usize);
+    /// Appends `bytes` (at most `room()` of them: no growth).
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl ReadBuf for Vec<u8> {
+    fn room(&self) -> usize {
+        self.capacity() - self.len()
+    }
+
+    fn tail_ptr(&mut self) -> *mut u8 {
+        self.spare_capacity_mut().as_mut_ptr().cast()
+    }
+
+    unsafe fn commit(&mut self, n: usize) {
+        // SAFETY: the caller wrote `n` bytes of the spare capacity, right after `len`.
+        unsafe { self.set_len(self.len() + n) }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl ReadBuf for bytes::BytesMut {
+    fn room(&self) -> usize {
+        self.capacity() - self.len()
+    }
+
+    fn tail_ptr(&mut self) -> *mut u8 {
+        self.spare_capacity_mut().as_mut_ptr().cast()
+    }
+
+    unsafe fn commit(&mut self, n: usize) {
+        // SAFETY: the caller wrote `n` bytes of the spare capacity, right after `len`.
+        unsafe { self.set_len(self.len() + n) }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// A listening socket.
 pub(crate) struct TcpListener {
     /// Dropped before `fd` (a multishot accept's cancel is queued while the socket is open).
@@ -128,6 +183,12 @@ impl TcpListener {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
@@ -338,6 +399,19 @@ impl TcpStream {
         TcpStream::new(fd, false)
     }
 
+    /// Connects to the first of `addrs` that accepts, in order (a name's resolved
+    /// addresses); the last error when none does.
+    pub(crate) async fn connect_first(addrs: impl IntoIterator<Item = SocketAddr>) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")))
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.peer_addr()
     }
@@ -363,8 +437,13 @@ impl TcpStream {
 
     /// Reads into the spare capacity of `buf` (appending; at most what fits), returning
     /// the count (0: the peer closed) and the buffer.
-    pub(crate) async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        read(&mut self.read, &self.socket, buf).await
+    pub(crate) async fn read<B: ReadBuf>(&mut self, buf: B) -> (io::Result<usize>, B) {
+        read(&mut self.read, &self.socket, buf, usize::MAX).await
+    }
+
+    /// As [`TcpStream::read`], taking at most `max` bytes.
+    pub(crate) async fn read_max<B: ReadBuf>(&mut self, buf: B, max: usize) -> (io::Result<usize>, B) {
+        read(&mut self.read, &self.socket, buf, max).await
     }
 
     /// Sends all of `buf`.
@@ -392,8 +471,8 @@ impl TcpStream {
 
 impl ReadHalf {
     /// See [`TcpStream::read`].
-    pub(crate) async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        read(&mut self.read, &self.socket, buf).await
+    pub(crate) async fn read<B: ReadBuf>(&mut self, buf: B) -> (io::Result<usize>, B) {
+        read(&mut self.read, &self.socket, buf, usize::MAX).await
     }
 }
 
@@ -585,9 +664,14 @@ async fn readable(read: &mut ReadIo, socket: &SharedSocket) -> io::Result<()> {
     }
 }
 
-/// Reads into the spare capacity of `buf` (see [`TcpStream::read`]).
-async fn read(read: &mut ReadIo, socket: &SharedSocket, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    if buf.len() == buf.capacity() {
+/// Reads at most `limit` bytes into the spare capacity of `buf` (see [`TcpStream::read`]).
+async fn read<B: ReadBuf>(
+    read: &mut ReadIo,
+    socket: &SharedSocket,
+    mut buf: B,
+    limit: usize,
+) -> (io::Result<usize>, B) {
+    if buf.room() == 0 || limit == 0 {
         return (Err(io::Error::new(io::ErrorKind::InvalidInput, "read into a full buffer")), buf);
     }
     let fd = socket.raw();
@@ -595,28 +679,28 @@ async fn read(read: &mut ReadIo, socket: &SharedSocket, mut buf: Vec<u8>) -> (io
         ReadIo::Poll => {
             let index = socket.epoll.expect("an epoll stream is registered");
             let got = epoll::io(index, Direction::Read, || {
-                let spare = buf.spare_capacity_mut();
-                // SAFETY: the pointer and length describe `buf`'s spare capacity, which the
-                // kernel may write, for the duration of the call.
-                epoll::check(unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) })
+                let room = buf.room().min(limit);
+                // SAFETY: the pointer and length describe (part of) `buf`'s spare capacity,
+                // which the kernel may write, for the duration of the call.
+                epoll::check(unsafe { libc::recv(fd, buf.tail_ptr().cast(), room, 0) })
             })
             .await;
             if let Ok(n) = got {
-                // SAFETY: the kernel wrote `n` bytes (at most the spare capacity) after the
-                // initialized ones.
-                unsafe { buf.set_len(buf.len() + n) };
+                // SAFETY: the kernel wrote `n` bytes (at most the room it was given) at the
+                // buffer's tail.
+                unsafe { buf.commit(n) };
             }
             (got, buf)
         }
         ReadIo::Ring(ring) => {
             if ring.multishot {
-                match poll_fn(|cx| ring.poll_copy(fd, cx, &mut buf)).await {
+                match poll_fn(|cx| ring.poll_copy(fd, cx, &mut buf, limit)).await {
                     Ok(Step::Read(n)) => return (Ok(n), buf),
                     Err(e) => return (Err(e), buf),
                     Ok(Step::NoBuffers) => {}
                 }
             }
-            read_single(fd, buf).await
+            read_single(fd, buf, limit).await
         }
     }
 }
@@ -631,19 +715,22 @@ impl RingRead {
         })
     }
 
-    fn poll_copy(
+    fn poll_copy<B: ReadBuf>(
         &mut self,
         fd: RawFd,
         cx: &mut TaskContext<'_>,
-        buf: &mut Vec<u8>,
+        buf: &mut B,
+        limit: usize,
     ) -> Poll<io::Result<Step>> {
         // Bytes copied by this call: every buffer already received is copied while there is
         // room (a pipelined batch spread over several ring buffers is one read).
         let mut total = 0;
         loop {
             if let Some(chunk) = &mut self.chunk {
-                let room = buf.capacity() - buf.len();
-                let n = with_core(|core| core.ring().copy_out(chunk.bid, chunk.taken, chunk.len, buf, room));
+                let max = buf.room().min(limit - total);
+                let n = with_core(|core| {
+                    core.ring().copy_out(chunk.bid, chunk.taken, chunk.len, max, |bytes| buf.put(bytes))
+                });
                 chunk.taken += n;
                 total += n;
                 if chunk.taken == chunk.len {
@@ -652,7 +739,7 @@ impl RingRead {
                     with_core(|core| core.ring().give_back(bid));
                 }
                 let more_now = self.recv.as_ref().is_some_and(Multishot::has_data_queued);
-                if self.chunk.is_none() && buf.len() < buf.capacity() && more_now {
+                if self.chunk.is_none() && buf.room() > 0 && total < limit && more_now {
                     continue;
                 }
                 return Poll::Ready(Ok(Step::Read(total)));
@@ -702,14 +789,13 @@ impl RingRead {
     }
 }
 
-/// A single-shot recv into the spare capacity of `buf`.
-async fn read_single(fd: RawFd, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    let len = buf.len();
-    let room = (buf.capacity() - len).min(u32::MAX as usize) as u32;
-    let at = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+/// A single-shot recv of at most `limit` bytes into the spare capacity of `buf`.
+async fn read_single<B: ReadBuf>(fd: RawFd, mut buf: B, limit: usize) -> (io::Result<usize>, B) {
+    let room = buf.room().min(limit).min(u32::MAX as usize) as u32;
+    let at = buf.tail_ptr();
     let sqe = opcode::Recv::new(Fd(fd), at, room).build();
-    // SAFETY: the entry points at `buf`'s spare capacity, a heap allocation owned by the
-    // operation until its completion (moving the Vec does not move it), and at the caller's
+    // SAFETY: the entry points at `buf`'s spare capacity, heap memory owned by the operation
+    // until its completion (a `ReadBuf`'s memory does not move with it), and at the caller's
     // socket, open for the await (a dropped read is cancelled, and the kernel holds its own
     // reference to the file meanwhile).
     let done = unsafe { Op::submit(sqe, buf) }.await;
@@ -717,10 +803,9 @@ async fn read_single(fd: RawFd, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>
     let mut buf = done.keep;
     match result {
         Ok(n) => {
-            let n = n as usize;
-            // SAFETY: the kernel wrote `n` bytes (at most `room`) right after `len`.
-            unsafe { buf.set_len(len + n) };
-            (Ok(n), buf)
+            // SAFETY: the kernel wrote `n` bytes (at most `room`) at the buffer's tail.
+            unsafe { buf.commit(n as usize) };
+            (Ok(n as usize), buf)
         }
         Err(e) => (Err(e), buf),
     }
@@ -844,6 +929,58 @@ mod tests {
                         "every read came through the ring"
                     );
                 }
+            });
+        }
+    }
+
+    #[test]
+    fn reads_fill_bytes_buffers_and_respect_a_limit() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let mut listener = listener();
+                assert!(listener.as_raw_fd() >= 0);
+                let c = quiet_client(listener.local_addr(), pattern(5000));
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                stream.readable().await.expect("readable");
+                sleep(Duration::from_millis(20)).await;
+                // At most 100 bytes, though the buffer has room for more.
+                let (n, first) = stream.read_max(Vec::with_capacity(4096), 100).await;
+                assert_eq!(n.expect("read"), 100);
+                // The rest into a BytesMut, as the Redis reader reads.
+                let mut rest = bytes::BytesMut::with_capacity(8192);
+                while first.len() + rest.len() < 5000 {
+                    let (n, back) = stream.read(rest).await;
+                    rest = back;
+                    assert!(n.expect("read") > 0);
+                }
+                assert_eq!([&first[..], &rest[..]].concat(), pattern(5000));
+                drop(stream);
+                while !c.is_finished() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn connect_first_skips_addresses_that_refuse() {
+        for mut rt in super::super::tests::runtimes() {
+            rt.block_on(async {
+                let mut listener = listener();
+                let refused = {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    l.local_addr().expect("addr")
+                };
+                let good = listener.local_addr();
+                spawn(async move {
+                    let _ = listener.accept().await;
+                });
+                let stream = TcpStream::connect_first([refused, good]).await.expect("the second address");
+                assert_eq!(stream.peer_addr().expect("peer"), good);
+                let none = TcpStream::connect_first([refused]).await.expect_err("refused");
+                assert_eq!(none.kind(), io::ErrorKind::ConnectionRefused);
+                let empty = TcpStream::connect_first([]).await.expect_err("no address");
+                assert_eq!(empty.kind(), io::ErrorKind::InvalidInput);
             });
         }
     }

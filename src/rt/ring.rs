@@ -268,12 +268,19 @@ impl Driver {
         }
     }
 
-    /// Appends bytes `from..to` of buffer `bid` to `dst`, at most `room` of them; how many.
-    pub(crate) fn copy_out(&self, bid: u16, from: usize, to: usize, dst: &mut Vec<u8>, room: usize) -> usize {
+    /// Hands at most `max` of bytes `from..to` of buffer `bid` to `put`; how many.
+    pub(crate) fn copy_out(
+        &self,
+        bid: u16,
+        from: usize,
+        to: usize,
+        max: usize,
+        put: impl FnOnce(&[u8]),
+    ) -> usize {
         let bufs = self.bufs.borrow();
         let src = &bufs.buf(bid)[from..to];
-        let n = src.len().min(room);
-        dst.extend_from_slice(&src[..n]);
+        let n = src.len().min(max);
+        put(&src[..n]);
         n
     }
 
