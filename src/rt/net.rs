@@ -54,43 +54,32 @@ pub(crate) trait ReadBuf: Unpin + 'static {
     fn put(&mut self, bytes: &[u8]);
 }
 
-impl ReadBuf for Vec<u8> {
-    fn room(&self) -> usize {
-        self.capacity() - self.len()
-    }
+/// `Vec<u8>` and `BytesMut` keep their bytes in one heap allocation with a length and a
+/// capacity, and read the same way.
+macro_rules! read_buf_for_growable {
+    ($($ty:ty),*) => {$(
+        impl ReadBuf for $ty {
+            fn room(&self) -> usize {
+                self.capacity() - self.len()
+            }
 
-    fn tail_ptr(&mut self) -> *mut u8 {
-        self.spare_capacity_mut().as_mut_ptr().cast()
-    }
+            fn tail_ptr(&mut self) -> *mut u8 {
+                self.spare_capacity_mut().as_mut_ptr().cast()
+            }
 
-    unsafe fn commit(&mut self, n: usize) {
-        // SAFETY: the caller wrote `n` bytes of the spare capacity, right after `len`.
-        unsafe { self.set_len(self.len() + n) }
-    }
+            unsafe fn commit(&mut self, n: usize) {
+                // SAFETY: the caller wrote `n` bytes of the spare capacity, right after `len`.
+                unsafe { self.set_len(self.len() + n) }
+            }
 
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
+            fn put(&mut self, bytes: &[u8]) {
+                self.extend_from_slice(bytes);
+            }
+        }
+    )*};
 }
 
-impl ReadBuf for bytes::BytesMut {
-    fn room(&self) -> usize {
-        self.capacity() - self.len()
-    }
-
-    fn tail_ptr(&mut self) -> *mut u8 {
-        self.spare_capacity_mut().as_mut_ptr().cast()
-    }
-
-    unsafe fn commit(&mut self, n: usize) {
-        // SAFETY: the caller wrote `n` bytes of the spare capacity, right after `len`.
-        unsafe { self.set_len(self.len() + n) }
-    }
-
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
+read_buf_for_growable!(Vec<u8>, bytes::BytesMut);
 
 /// A listening socket.
 pub(crate) struct TcpListener {
