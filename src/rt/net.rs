@@ -830,6 +830,14 @@ mod tests {
         })
     }
 
+    /// Waits for a client thread to end without blocking the loop (a socket dropped on it
+    /// closes once the loop runs on).
+    async fn thread_done<T>(thread: &std::thread::JoinHandle<T>) {
+        while !thread.is_finished() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// A client that reads at most `chunk` bytes at a time, pausing `pause` before each
     /// read, until the server closes; what it read.
     fn slow_reader(addr: SocketAddr, chunk: usize, pause: Duration) -> std::thread::JoinHandle<Vec<u8>> {
@@ -944,9 +952,7 @@ mod tests {
                 }
                 assert_eq!([&first[..], &rest[..]].concat(), pattern(5000));
                 drop(stream);
-                while !c.is_finished() {
-                    sleep(Duration::from_millis(1)).await;
-                }
+                thread_done(&c).await;
             });
         }
     }
@@ -992,9 +998,7 @@ mod tests {
             assert_eq!(buf, pattern(1000));
             // Room for less: the read stops there and the rest waits, in order.
             drop(stream);
-            while !c.is_finished() {
-                sleep(Duration::from_millis(1)).await;
-            }
+            thread_done(&c).await;
             let c = quiet_client(listener.local_addr(), pattern(1000));
             let (mut stream, _) = listener.accept().await.expect("accept");
             stream.readable().await.expect("readable");
@@ -1005,9 +1009,7 @@ mod tests {
             assert_eq!(n.expect("read"), 700);
             assert_eq!([first, second].concat(), pattern(1000));
             drop(stream);
-            while !c.is_finished() {
-                sleep(Duration::from_millis(1)).await;
-            }
+            thread_done(&c).await;
         });
     }
 
@@ -1059,9 +1061,7 @@ mod tests {
                 sent.expect("gathered write");
                 assert_eq!((head_back, body_back), (head, body), "both buffers come back");
                 drop(stream);
-                while !reader.is_finished() {
-                    sleep(Duration::from_millis(1)).await;
-                }
+                thread_done(&reader).await;
                 reader.join().expect("reader")
             });
             assert!(got == expected, "{} bytes of {} arrived intact", got.len(), expected.len());
@@ -1136,9 +1136,7 @@ mod tests {
                 let (n, _) = stream.read(Vec::with_capacity(10)).await;
                 assert_eq!(n.expect("read"), 10);
                 drop(stream);
-                while !c.is_finished() {
-                    sleep(Duration::from_millis(1)).await;
-                }
+                thread_done(&c).await;
             }
             let c = quiet_client(addr, pattern(200));
             let (mut stream, _) = listener.accept().await.expect("accept");
@@ -1146,9 +1144,7 @@ mod tests {
             assert!(n.expect("read") > 0);
             assert_eq!(with_core(|core| core.ring().fallback_reads()), 0, "the ring still has its buffers");
             drop(stream);
-            while !c.is_finished() {
-                sleep(Duration::from_millis(1)).await;
-            }
+            thread_done(&c).await;
         });
     }
 
@@ -1174,9 +1170,7 @@ mod tests {
             let c = client(listener.local_addr(), pattern(1000));
             let got = echo_one_without_eof(&mut listener, 1000).await;
             assert_eq!(got, 1000);
-            while !c.is_finished() {
-                sleep(Duration::from_millis(1)).await;
-            }
+            thread_done(&c).await;
             assert_eq!(c.join().expect("client"), pattern(1000));
         });
         // Outside any runtime: a plain drop, then the first runtime goes (cancelling what
@@ -1237,9 +1231,7 @@ mod tests {
                 // The socket closes once the recv's cancel reaches the kernel, at the loop's
                 // next enter: wait for the client without blocking the loop.
                 drop(stream);
-                while !echo.is_finished() {
-                    sleep(Duration::from_millis(1)).await;
-                }
+                thread_done(&echo).await;
                 assert_eq!(echo.join().expect("client"), pattern(10_000));
                 stop.set(true);
             });
