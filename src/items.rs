@@ -269,7 +269,7 @@ pub(crate) fn routes(
     }
     if crate::cache::bus::shard_id() == Some(0) {
         // One subscriber per instance; it fans out through the shards' bus.
-        monoio::spawn(listen(redis.clone(), cache.clone()));
+        crate::time::spawn(listen(redis.clone(), cache.clone()));
         if section.filter_rebuild_s > 0 {
             if let Some(bus) = crate::cache::bus::current() {
                 spawn_filter_builder(

@@ -116,7 +116,7 @@ impl ShardHandle {
         let shard = self.id;
         // The task's log lines name the request that spawned it.
         let ids = Rc::new(std::cell::RefCell::new(crate::logging::current()));
-        monoio::spawn(async move {
+        crate::time::spawn(async move {
             struct Done(Rc<ShardStats>);
             impl Drop for Done {
                 fn drop(&mut self) {

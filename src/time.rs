@@ -1,13 +1,21 @@
-//! Timers for handlers and background tasks, on the current shard's runtime.
+//! Timers and task spawning for handlers, background tasks and the engine, on the current
+//! shard's runtime.
 //!
-//! Thin wrappers, so user code never names the runtime's types.
+//! Thin wrappers, so user code never names the runtime's types. Each one serves whichever
+//! runtime runs the calling thread: monoio (the engine's today) or ringo's own shard
+//! runtime (`src/rt`), so the engine's spawns and timers move with it in one place
+//! (docs/shard-runtime-plan.md, the porting map's shim step).
 
 use std::future::Future;
 use std::time::Duration;
 
 /// Waits for `duration` without blocking the shard.
 pub async fn sleep(duration: Duration) {
-    monoio::time::sleep(duration).await;
+    if crate::rt::try_backend().is_some() {
+        crate::rt::sleep(duration).await;
+    } else {
+        monoio::time::sleep(duration).await;
+    }
 }
 
 /// The deadline passed before the future finished.
@@ -15,7 +23,56 @@ pub async fn sleep(duration: Duration) {
 #[error("deadline elapsed")]
 pub struct Elapsed;
 
-/// Runs `fut`, giving up after `duration`.
+/// Runs `fut`, giving up after `duration` (the future is dropped, cancelling what it had
+/// in flight).
 pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    monoio::time::timeout(duration, fut).await.map_err(|_| Elapsed)
+    if crate::rt::try_backend().is_some() {
+        crate::rt::timeout(duration, fut).await.map_err(|_| Elapsed)
+    } else {
+        monoio::time::timeout(duration, fut).await.map_err(|_| Elapsed)
+    }
+}
+
+/// Spawns a task on the current shard's runtime; it runs detached until it completes or
+/// the runtime ends.
+pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
+    if crate::rt::try_backend().is_some() {
+        crate::rt::spawn(task);
+    } else {
+        drop(monoio::spawn(task));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// The same calls on each runtime: a spawned task, a sleep, a timeout that passes and
+    /// one that expires.
+    async fn exercise() -> (bool, Result<u8, Elapsed>, Result<(), Elapsed>) {
+        let ran = Rc::new(Cell::new(false));
+        let flag = Rc::clone(&ran);
+        spawn(async move { flag.set(true) });
+        sleep(Duration::from_millis(2)).await;
+        let quick = timeout(Duration::from_secs(5), async { 7u8 }).await;
+        let slow = timeout(Duration::from_millis(2), sleep(Duration::from_secs(3600))).await;
+        (ran.get(), quick, slow)
+    }
+
+    #[test]
+    fn they_serve_monoio_and_the_shard_runtime_alike() {
+        let expected = (true, Ok(7), Err(Elapsed));
+        let mut monoio_rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("monoio runtime");
+        assert_eq!(monoio_rt.block_on(exercise()), expected);
+        for backend in [crate::rt::Backend::Uring, crate::rt::Backend::Epoll] {
+            let config = crate::rt::RuntimeConfig { backend, ..crate::rt::RuntimeConfig::default() };
+            let mut rt = crate::rt::Runtime::new(config).expect("shard runtime");
+            assert_eq!(rt.block_on(exercise()), expected, "{backend:?}");
+        }
+    }
 }

@@ -205,10 +205,10 @@ pub(crate) fn fill_snapshots(out: &mut Vec<CacheSnapshot>) {
 
 /// Starts this shard's cache timer: invalidations every tick, sweeps every second.
 pub(crate) fn spawn_timer(receiver: Receiver<Message>) {
-    monoio::spawn(async move {
+    crate::time::spawn(async move {
         let mut since_sweep = Duration::ZERO;
         loop {
-            monoio::time::sleep(INVALIDATION_TICK).await;
+            crate::time::sleep(INVALIDATION_TICK).await;
             while let Ok(message) = receiver.try_recv() {
                 apply(message);
             }

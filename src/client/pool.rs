@@ -179,7 +179,7 @@ impl Pool {
                 }
             }
         };
-        let result = match monoio::time::timeout(self.connect_timeout, TcpStream::connect_addr(addr)).await {
+        let result = match crate::time::timeout(self.connect_timeout, TcpStream::connect_addr(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);

@@ -168,7 +168,7 @@ impl<'a> RequestBuilder<'a> {
         let mut attempt = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let outcome = monoio::time::timeout(left, attempt_once(up, bytes, attempt > 0, head_only)).await;
+            let outcome = crate::time::timeout(left, attempt_once(up, bytes, attempt > 0, head_only)).await;
             let error = match outcome {
                 Ok((Ok(response), _)) => {
                     permit.record(response.status() < 500);
@@ -214,7 +214,7 @@ async fn attempt_once(
             bytes,
         );
     };
-    let write = monoio::time::timeout(up.config.read_timeout, stream.write_all(bytes)).await;
+    let write = crate::time::timeout(up.config.read_timeout, stream.write_all(bytes)).await;
     let bytes = match write {
         Ok((Ok(_), bytes)) => bytes,
         Ok((Err(source), bytes)) => {

@@ -366,7 +366,7 @@ impl Response {
             Vec::with_capacity(self.content_length().unwrap_or(0).min(self.max_body as u64) as usize);
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            match monoio::time::timeout(left, self.chunk()).await {
+            match crate::time::timeout(left, self.chunk()).await {
                 Ok(Ok(Some(piece))) => body.extend_from_slice(piece),
                 Ok(Ok(None)) => return Ok(body),
                 Ok(Err(e)) => return Err(e),
@@ -406,7 +406,7 @@ async fn read_some(
     let owned = std::mem::take(buf);
     let (len, cap) = (owned.len(), owned.capacity());
     let end = cap.min(len + READ_CHUNK);
-    match monoio::time::timeout(wait, stream.read(owned.slice_mut(len..end))).await {
+    match crate::time::timeout(wait, stream.read(owned.slice_mut(len..end))).await {
         Ok((result, slice)) => {
             *buf = slice.into_inner();
             match result {

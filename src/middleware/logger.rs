@@ -125,7 +125,7 @@ impl Drop for ShardLog {
 /// Hands over a partly filled buffer every [`FLUSH_EVERY`], while the logger lives.
 async fn flush_periodically(log: Weak<ShardLog>) {
     loop {
-        monoio::time::sleep(FLUSH_EVERY).await;
+        crate::time::sleep(FLUSH_EVERY).await;
         let Some(log) = log.upgrade() else { return };
         log.flush();
     }
@@ -144,7 +144,7 @@ impl Middleware for Logger {
         if !log.flusher.replace(true) {
             *log.stats.borrow_mut() = Some(Rc::clone(&c.shard.stats));
             // Not a `c.spawn` task: it must not hold up a drain, and ends with the logger.
-            monoio::spawn(flush_periodically(Rc::downgrade(log)));
+            crate::time::spawn(flush_periodically(Rc::downgrade(log)));
         }
         let entry = Entry {
             // The request's start, from the engine's clock read (no second read).

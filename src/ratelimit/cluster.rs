@@ -180,7 +180,7 @@ impl ClusterLease {
                 if left < self.batch / 2 + 1 && !self.refilling.get() {
                     // Ask for the next lease before this one runs out.
                     let (lease, stats) = (Rc::clone(self), Rc::clone(stats));
-                    monoio::spawn(async move { lease.refill(&stats, lease.now()).await });
+                    crate::time::spawn(async move { lease.refill(&stats, lease.now()).await });
                 }
                 return Admission::Leased(Decision {
                     allowed: true,

@@ -239,7 +239,7 @@ impl Conn {
     pub(crate) fn start(self: &Rc<Conn>) {
         if self.state.get() == State::Idle && !self.closed.get() {
             self.state.set(State::Connecting);
-            monoio::spawn(supervise(Rc::clone(self)));
+            crate::time::spawn(supervise(Rc::clone(self)));
         }
     }
 
@@ -413,7 +413,7 @@ async fn supervise(conn: Rc<Conn>) {
                 conn.fd.set(Some(up.stream.as_raw_fd()));
                 tracing::debug!(conn = conn.index, addr = %conn.config.addr, resp3 = up.resp3, "redis connected");
                 let (rd, wr) = up.stream.into_split();
-                monoio::spawn(write_loop(Rc::clone(&conn), wr, epoch));
+                crate::time::spawn(write_loop(Rc::clone(&conn), wr, epoch));
                 let e = read_loop(&conn, rd, up.buf, epoch).await;
                 if !conn.closed.get() {
                     // The reader's error, or the writer's (which ended the epoch first).

@@ -115,7 +115,7 @@ pub(crate) fn fill_snapshots(out: &mut Vec<RedisSnapshot>, wake: bool) {
             let connected = client.is_connected();
             if wake && !connected {
                 let probe = client.clone();
-                monoio::spawn(async move {
+                crate::time::spawn(async move {
                     let _ = probe.ping().await;
                 });
             }

@@ -376,7 +376,7 @@ where
         // Wake connections idling between requests (new ones may turn idle after
         // answering what they had buffered).
         woken += shard.conns.borrow().shutdown(true);
-        monoio::time::sleep(Duration::from_millis(5)).await;
+        crate::time::sleep(Duration::from_millis(5)).await;
     }
     // Whatever is still open past the deadline gets end of file, not a silent drop.
     shard.conns.borrow().shutdown(false);
@@ -428,7 +428,7 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
                 stats.open_connections.set(stats.open_connections.get() + 1);
                 // TCP_NODELAY comes from the listener (Linux copies it to every accepted
                 // socket; `listener`'s test holds it): no setsockopt per connection.
-                monoio::spawn(conn::serve(stream, peer, Rc::clone(shard), Rc::clone(router)));
+                crate::time::spawn(conn::serve(stream, peer, Rc::clone(shard), Rc::clone(router)));
             }
             Err(e) => {
                 stats.accept_errors.set(stats.accept_errors.get() + 1);
@@ -437,7 +437,7 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
                     Shed::Closed(n) => {
                         stats.rejected_connections.set(stats.rejected_connections.get() + n as u64);
                     }
-                    Shed::Wait(pause) => monoio::time::sleep(pause).await,
+                    Shed::Wait(pause) => crate::time::sleep(pause).await,
                 }
             }
         }
@@ -446,7 +446,7 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
 
 async fn stop_requested(stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        monoio::time::sleep(Duration::from_millis(20)).await;
+        crate::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -456,7 +456,7 @@ async fn stop_requested(stop: &AtomicBool) {
 /// allocates nothing.
 fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink, limiters: Vec<Rc<GlobalShare>>) {
     let shard = Rc::downgrade(shard);
-    monoio::spawn(async move {
+    crate::time::spawn(async move {
         let mut unsent = None;
         loop {
             let Some(shard) = shard.upgrade() else { return };
@@ -469,7 +469,7 @@ fn spawn_snapshot_ticker(shard: &Rc<ShardHandle>, link: ShardLink, limiters: Vec
             let snap = fill_snapshot(&shard, &link, &limiters, snap);
             drop(shard);
             unsent = link.send(snap);
-            monoio::time::sleep(SNAPSHOT_EVERY).await;
+            crate::time::sleep(SNAPSHOT_EVERY).await;
         }
     });
 }
@@ -498,9 +498,9 @@ fn fill_snapshot(
 
 fn spawn_date_ticker(shard: &Rc<ShardHandle>) {
     let shard = Rc::downgrade(shard);
-    monoio::spawn(async move {
+    crate::time::spawn(async move {
         loop {
-            monoio::time::sleep(Duration::from_millis(500)).await;
+            crate::time::sleep(Duration::from_millis(500)).await;
             let Some(shard) = shard.upgrade() else { return };
             let now = SystemTime::now();
             shard.date.refresh(now);
@@ -524,9 +524,9 @@ impl Drop for ForgetWakers {
 /// long-idle ones to park. Ends with the shard.
 fn spawn_sweeper(shard: &Rc<ShardLocal>) {
     let shard = Rc::downgrade(shard);
-    monoio::spawn(async move {
+    crate::time::spawn(async move {
         loop {
-            monoio::time::sleep(watch::TICK).await;
+            crate::time::sleep(watch::TICK).await;
             let Some(shard) = shard.upgrade() else { return };
             if shard.conns.borrow().len() == 0 {
                 continue;
