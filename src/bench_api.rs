@@ -371,13 +371,6 @@ impl Countdown {
     }
 }
 
-fn spawn_on_current(task: impl std::future::Future<Output = ()> + 'static) {
-    match crate::rt::try_backend() {
-        Some(_) => crate::rt::spawn(task),
-        None => drop(monoio::spawn(task)),
-    }
-}
-
 impl TaskBench {
     /// On ringo's shard runtime.
     pub fn ringo() -> TaskBench {
@@ -399,7 +392,7 @@ impl TaskBench {
             count.left.set(n);
             for _ in 0..n {
                 let count = std::rc::Rc::clone(&count);
-                spawn_on_current(async move { count.done_one() });
+                crate::time::spawn(async move { count.done_one() });
             }
             count.wait().await;
         });
@@ -412,7 +405,7 @@ impl TaskBench {
             let count = std::rc::Rc::new(Countdown::default());
             count.left.set(1);
             let done = std::rc::Rc::clone(&count);
-            spawn_on_current(async move {
+            crate::time::spawn(async move {
                 yield_times(n).await;
                 done.done_one();
             });
