@@ -207,14 +207,33 @@ fn middleware(c: &mut Criterion) {
 /// running a task that completes at once, and a task waking itself (one run-queue round
 /// trip each). Figures per task and per wake.
 fn tasks(c: &mut Criterion) {
-    use ringo::bench_api::TaskBench;
+    use ringo::bench_api::{ShardSpawner, TaskSpawner, spawn_and_run, wake_cycles};
+
+    /// monoio's spawn, for the comparison.
+    struct MonoioSpawner;
+    impl TaskSpawner for MonoioSpawner {
+        fn spawn_task<F: std::future::Future<Output = ()> + 'static>(&self, task: F) {
+            drop(monoio::spawn(task));
+        }
+    }
+
     const N: usize = 1000;
     let mut g = c.benchmark_group("tasks");
     g.throughput(Throughput::Elements(N as u64));
-    for (name, mut bench) in [("ringo rt", TaskBench::ringo()), ("monoio", TaskBench::monoio())] {
-        g.bench_function(format!("spawn + run, {name}"), |b| b.iter(|| bench.spawn_and_run(N)));
-        g.bench_function(format!("self-wake, {name}"), |b| b.iter(|| bench.wake_cycles(N)));
-    }
+    let mut ringo_rt =
+        ringo::runtime::Runtime::with_backend(ringo::IoBackend::Uring).expect("io_uring runtime");
+    g.bench_function("spawn + run, ringo rt", |b| {
+        b.iter(|| ringo_rt.block_on(spawn_and_run(&ShardSpawner, N)))
+    });
+    g.bench_function("self-wake, ringo rt", |b| b.iter(|| ringo_rt.block_on(wake_cycles(&ShardSpawner, N))));
+    let mut monoio_rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("monoio runtime");
+    g.bench_function("spawn + run, monoio", |b| {
+        b.iter(|| monoio_rt.block_on(spawn_and_run(&MonoioSpawner, N)))
+    });
+    g.bench_function("self-wake, monoio", |b| b.iter(|| monoio_rt.block_on(wake_cycles(&MonoioSpawner, N))));
     g.finish();
 }
 

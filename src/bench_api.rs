@@ -140,8 +140,8 @@ impl ChainBench {
 
 /// Runs `f` inside a shard runtime (epoll driver), as a shard's code runs.
 pub fn with_runtime<R>(f: impl FnOnce() -> R) -> R {
-    let mut rt =
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+    let config = crate::rt::RuntimeConfig { backend: crate::rt::Backend::Epoll, ..Default::default() };
+    let mut rt = crate::rt::Runtime::new(config).expect("runtime");
     rt.block_on(async move { f() })
 }
 
@@ -305,25 +305,22 @@ pub fn serve_on_shard_runtime(
     })
 }
 
-/// Tasks spawned and woken on a runtime: ringo's shard runtime (`src/rt`, io_uring) or
-/// monoio's (the engine's runtime today, io_uring), for the same work.
-pub struct TaskBench {
-    runtime: TaskRuntime,
+/// How the task bench spawns: ringo's shard runtime ([`ShardSpawner`]) or a runtime the
+/// bench brings (monoio, in `benches/micro.rs`), for the same work.
+pub trait TaskSpawner {
+    /// Spawns a detached task on the current thread's runtime.
+    fn spawn_task<F: std::future::Future<Output = ()> + 'static>(&self, task: F);
 }
 
-impl std::fmt::Debug for TaskBench {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.runtime {
-            TaskRuntime::Ringo(_) => "ringo",
-            TaskRuntime::Monoio(_) => "monoio",
-        };
-        f.debug_struct("TaskBench").field("runtime", &name).finish()
+/// Spawns on the shard runtime, as the engine does (inside a
+/// [`Runtime`](crate::runtime::Runtime)'s `block_on`).
+#[derive(Debug, Clone, Copy)]
+pub struct ShardSpawner;
+
+impl TaskSpawner for ShardSpawner {
+    fn spawn_task<F: std::future::Future<Output = ()> + 'static>(&self, task: F) {
+        crate::time::spawn(task);
     }
-}
-
-enum TaskRuntime {
-    Ringo(crate::rt::Runtime),
-    Monoio(Box<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>>),
 }
 
 /// A future that is pending `n` times, waking itself each time (a task switch each).
@@ -371,54 +368,29 @@ impl Countdown {
     }
 }
 
-impl TaskBench {
-    /// On ringo's shard runtime.
-    pub fn ringo() -> TaskBench {
-        let rt = crate::rt::Runtime::new(crate::rt::RuntimeConfig::default()).expect("io_uring runtime");
-        TaskBench { runtime: TaskRuntime::Ringo(rt) }
+/// Spawns `n` tasks that each complete on their first poll, and waits for them (run it
+/// in the spawner's runtime's `block_on`).
+pub async fn spawn_and_run(spawner: &impl TaskSpawner, n: usize) {
+    let count = std::rc::Rc::new(Countdown::default());
+    count.left.set(n);
+    for _ in 0..n {
+        let count = std::rc::Rc::clone(&count);
+        spawner.spawn_task(async move { count.done_one() });
     }
+    count.wait().await;
+}
 
-    /// On monoio's io_uring runtime.
-    pub fn monoio() -> TaskBench {
-        let rt =
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build().expect("runtime");
-        TaskBench { runtime: TaskRuntime::Monoio(Box::new(rt)) }
-    }
-
-    /// Spawns `n` tasks that each complete on their first poll, and waits for them.
-    pub fn spawn_and_run(&mut self, n: usize) {
-        self.block_on(async move {
-            let count = std::rc::Rc::new(Countdown::default());
-            count.left.set(n);
-            for _ in 0..n {
-                let count = std::rc::Rc::clone(&count);
-                crate::time::spawn(async move { count.done_one() });
-            }
-            count.wait().await;
-        });
-    }
-
-    /// A spawned task that wakes itself `n` times (each wake a trip through the run
-    /// queue, and a loop turn).
-    pub fn wake_cycles(&mut self, n: usize) {
-        self.block_on(async move {
-            let count = std::rc::Rc::new(Countdown::default());
-            count.left.set(1);
-            let done = std::rc::Rc::clone(&count);
-            crate::time::spawn(async move {
-                yield_times(n).await;
-                done.done_one();
-            });
-            count.wait().await;
-        });
-    }
-
-    fn block_on(&mut self, work: impl std::future::Future<Output = ()>) {
-        match &mut self.runtime {
-            TaskRuntime::Ringo(rt) => rt.block_on(work),
-            TaskRuntime::Monoio(rt) => rt.block_on(work),
-        }
-    }
+/// A spawned task that wakes itself `n` times (each wake a trip through the run queue,
+/// and a loop turn).
+pub async fn wake_cycles(spawner: &impl TaskSpawner, n: usize) {
+    let count = std::rc::Rc::new(Countdown::default());
+    count.left.set(1);
+    let done = std::rc::Rc::clone(&count);
+    spawner.spawn_task(async move {
+        yield_times(n).await;
+        done.done_one();
+    });
+    count.wait().await;
 }
 
 /// Heap allocations made on this thread by `round_trips` request/answer exchanges over

@@ -154,7 +154,7 @@ async fn scan(redis: &RedisClient, pattern: &str) -> Result<Vec<String>, String>
 /// `every`, and sends each to every shard; ends once the server's shards are gone.
 fn spawn_filter_builder(config: crate::redis::RedisConfig, bus: Arc<Bus>, every: Duration) {
     let spawned = std::thread::Builder::new().name("ringo-filter".into()).spawn(move || {
-        let mut rt = match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+        let mut rt = match crate::runtime::Runtime::new() {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(error = %e, "key filter builder cannot start its runtime; no penetration guard");

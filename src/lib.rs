@@ -48,6 +48,7 @@ mod ratelimit;
 pub mod redis;
 mod router;
 pub(crate) mod rt;
+pub mod runtime;
 mod server;
 mod shard_handle;
 mod span_ring;

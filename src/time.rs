@@ -1,21 +1,15 @@
 //! Timers and task spawning for handlers, background tasks and the engine, on the current
 //! shard's runtime.
 //!
-//! Thin wrappers, so user code never names the runtime's types. Each one serves whichever
-//! runtime runs the calling thread: monoio (the engine's today) or ringo's own shard
-//! runtime (`src/rt`), so the engine's spawns and timers move with it in one place
-//! (docs/shard-runtime-plan.md, the porting map's shim step).
+//! Thin wrappers over the shard runtime (`src/rt`, which every shard and every
+//! [`Runtime`](crate::runtime::Runtime) runs), so user code never names its types.
 
 use std::future::Future;
 use std::time::Duration;
 
 /// Waits for `duration` without blocking the shard.
 pub async fn sleep(duration: Duration) {
-    if crate::rt::try_backend().is_some() {
-        crate::rt::sleep(duration).await;
-    } else {
-        monoio::time::sleep(duration).await;
-    }
+    crate::rt::sleep(duration).await;
 }
 
 /// The deadline passed before the future finished.
@@ -26,21 +20,13 @@ pub struct Elapsed;
 /// Runs `fut`, giving up after `duration` (the future is dropped, cancelling what it had
 /// in flight).
 pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    if crate::rt::try_backend().is_some() {
-        crate::rt::timeout(duration, fut).await.map_err(|_| Elapsed)
-    } else {
-        monoio::time::timeout(duration, fut).await.map_err(|_| Elapsed)
-    }
+    crate::rt::timeout(duration, fut).await.map_err(|_| Elapsed)
 }
 
 /// Spawns a task on the current shard's runtime; it runs detached until it completes or
 /// the runtime ends.
 pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
-    if crate::rt::try_backend().is_some() {
-        crate::rt::spawn(task);
-    } else {
-        drop(monoio::spawn(task));
-    }
+    crate::rt::spawn(task);
 }
 
 #[cfg(test)]
@@ -62,13 +48,8 @@ mod tests {
     }
 
     #[test]
-    fn they_serve_monoio_and_the_shard_runtime_alike() {
+    fn they_serve_both_drivers_alike() {
         let expected = (true, Ok(7), Err(Elapsed));
-        let mut monoio_rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("monoio runtime");
-        assert_eq!(monoio_rt.block_on(exercise()), expected);
         for backend in [crate::rt::Backend::Uring, crate::rt::Backend::Epoll] {
             let config = crate::rt::RuntimeConfig { backend, ..crate::rt::RuntimeConfig::default() };
             let mut rt = crate::rt::Runtime::new(config).expect("shard runtime");

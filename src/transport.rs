@@ -9,8 +9,8 @@
 //! before the next request. It never parses, routes or reads request bytes.
 //!
 //! A large response body is not copied into the write buffer: the head goes there, the
-//! body is moved to the transport's `tail`, and `flush` writes both with one `writev`
-//! (the gathered write owns both buffers until the kernel is done with them, even if
+//! body is moved to the transport's `tail`, and `flush` writes both with one gathered
+//! `sendmsg` (the write owns both buffers until the kernel is done with them, even if
 //! the write is abandoned at its deadline).
 //!
 //! It also times requests for the latency histogram: a request's latency runs from its
@@ -29,13 +29,11 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoVecBuf;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use crate::rt::net::TcpStream;
 
 use crate::metrics::ShardStats;
 use crate::shard_handle::ShardClock;
-use crate::watch::{Expired, Watch, Watched};
+use crate::watch::{Watch, Watched};
 
 /// A connection's socket, write buffer and in-flight count.
 #[derive(Debug, Default)]
@@ -47,9 +45,6 @@ pub(crate) struct Transport {
     pub(crate) out: Vec<u8>,
     /// A large body to write right after `out`, without copying it there.
     pub(crate) tail: Vec<u8>,
-    /// The gathered write's two-entry descriptor array, reused (heap, so its address
-    /// survives moving the write into the runtime).
-    iov: Vec<libc::iovec>,
     /// Requests parsed and not yet written.
     in_flight: usize,
     /// Of those, the ones whose response is complete in `out`.
@@ -135,18 +130,18 @@ impl Transport {
                 r.map(drop)
             })
         } else {
-            let gather = Gather::new(
-                std::mem::take(&mut self.iov),
-                std::mem::take(&mut self.out),
-                std::mem::take(&mut self.tail),
-            );
+            let (head, body) = (std::mem::take(&mut self.out), std::mem::take(&mut self.tail));
             // Boxed: the gathered write's future is the largest await of the request
             // loop, and every connection's task is sized for its largest await; a large
             // body is rare and already its own allocation, so it pays this one too.
-            Watched::new(watch, Box::pin(gather.write_all(io))).await.map(|(r, gather)| {
-                (self.iov, self.out, self.tail) = gather.into_parts();
-                r
-            })
+            Watched::new(watch, Box::pin(io.write_all_gathered(head, body))).await.map(
+                |(r, mut head, mut body)| {
+                    head.clear();
+                    body.clear();
+                    (self.out, self.tail) = (head, body);
+                    r
+                },
+            )
         };
         watch.disarm();
         match written {
@@ -160,7 +155,8 @@ impl Transport {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(Expired) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            // Only a deadline interrupts a write.
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
         }
     }
 
@@ -175,78 +171,5 @@ impl Transport {
         self.in_flight = 0;
         self.queued = 0;
         lost
-    }
-}
-
-/// A response head and a large body written by one `writev`, owning both buffers and the
-/// descriptor array for as long as the runtime holds the write.
-struct Gather {
-    /// Two entries: what is left of the head, what is left of the body.
-    iov: Vec<libc::iovec>,
-    head: Vec<u8>,
-    body: Vec<u8>,
-}
-
-impl Gather {
-    fn new(mut iov: Vec<libc::iovec>, head: Vec<u8>, body: Vec<u8>) -> Gather {
-        iov.clear();
-        for part in [&head, &body] {
-            iov.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
-        }
-        Gather { iov, head, body }
-    }
-
-    /// Marks `n` more bytes written.
-    fn advance(&mut self, mut n: usize) {
-        for entry in &mut self.iov {
-            let step = n.min(entry.iov_len);
-            // SAFETY: `step <= iov_len`, so the new base stays within (or one past the end
-            // of) the buffer the entry describes, which this struct owns.
-            entry.iov_base = unsafe { entry.iov_base.cast::<u8>().add(step) }.cast();
-            entry.iov_len -= step;
-            n -= step;
-        }
-    }
-
-    fn remaining(&self) -> usize {
-        self.iov.iter().map(|e| e.iov_len).sum()
-    }
-
-    /// Writes all of it (in as many `writev`s as the socket needs).
-    async fn write_all(mut self, io: &mut TcpStream) -> (io::Result<()>, Gather) {
-        while self.remaining() > 0 {
-            let (result, back) = io.writev(self).await;
-            self = back;
-            match result {
-                Ok(0) => {
-                    return (Err(io::Error::new(io::ErrorKind::WriteZero, "connection wrote nothing")), self);
-                }
-                Ok(n) => self.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), self),
-            }
-        }
-        (Ok(()), self)
-    }
-
-    /// The buffers back, emptied (capacity kept).
-    fn into_parts(mut self) -> (Vec<libc::iovec>, Vec<u8>, Vec<u8>) {
-        self.iov.clear();
-        self.head.clear();
-        self.body.clear();
-        (self.iov, self.head, self.body)
-    }
-}
-
-// SAFETY: the entries point into `head` and `body`, which `Gather` owns and never
-// reallocates while it lives (they are only read); the entry array is a `Vec`, so its
-// address does not change when the runtime moves the `Gather` into its operation.
-unsafe impl IoVecBuf for Gather {
-    fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iov.as_ptr()
-    }
-
-    fn read_iovec_len(&self) -> usize {
-        self.iov.len()
     }
 }

@@ -5,14 +5,13 @@
 //! deadline in its [`Watch`] (a plain `Cell` write, from the shard's cached clock) and
 //! waits through [`Watched`]; the shard's sweep ([`ConnRegistry::sweep`], every
 //! [`TICK`]) marks the watches whose deadline passed and wakes their tasks, and the
-//! waiting future then ends with [`Expired`] (dropping, so cancelling, the
+//! waiting future then ends with [`Interrupted::Expired`] (dropping, so cancelling, the
 //! operation). Deadlines are therefore kept to within one tick, late, never early.
 //!
-//! The same sweep parks connections that idle longer than [`PARK_AFTER`]: it cancels
-//! their pending read in place through the watch's canceller, and the read ends on its
-//! own, with "cancelled" and its buffer once the kernel let go of it, or with the bytes
-//! if they won the race (nothing is lost), so the connection can return its buffers and
-//! wait for readiness holding none.
+//! The same sweep parks connections that idle longer than [`PARK_AFTER`]: a parkable
+//! wait ([`Watched::parkable`], an idle connection's wait for readiness, which holds no
+//! buffer and consumes no byte) ends with [`Interrupted::Parked`], so the connection can
+//! return its buffers and go on waiting holding none.
 //!
 //! Invariant: a registry entry is live from `add` until `remove`, and `remove` comes
 //! before the connection's socket is closed, so every live descriptor here is a socket
@@ -26,8 +25,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
-
-use monoio::io::Canceller;
 
 /// How often the sweep looks at deadlines: the precision of every timeout.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
@@ -53,8 +50,6 @@ pub(crate) struct Watch {
     park_now: Cell<bool>,
     /// The connection task, woken by the sweep.
     waker: RefCell<Option<Waker>>,
-    /// Cancels the connection's pending read (parking).
-    canceller: RefCell<Canceller>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -90,9 +85,9 @@ impl Watch {
         }
     }
 
-    /// A handle for a read the sweep may cancel to park the connection.
-    pub(crate) fn cancel_handle(&self) -> monoio::io::CancelHandle {
-        self.canceller.borrow().handle()
+    /// Whether the connection waits for a new request with nothing buffered.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle_since.get().is_some()
     }
 
     fn register(&self, waker: &Waker) {
@@ -110,30 +105,43 @@ impl Watch {
     }
 }
 
-/// A watched wait ended because the sweep found its deadline passed.
+/// Why a watched wait ended before its future did (the future is dropped, cancelling
+/// its operation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Expired;
+pub(crate) enum Interrupted {
+    /// The sweep found its deadline passed.
+    Expired,
+    /// The sweep asked the idle connection to park (parkable waits only).
+    Parked,
+}
 
 pin_project_lite::pin_project! {
     /// A future that ends with its own output, or when the sweep finds its deadline
-    /// passed (the inner future is dropped, cancelling its operation). When the sweep
-    /// asks the connection to park, the inner read is cancelled in place and awaited, so
-    /// its buffer (and any bytes that won the race) come back through its own output.
+    /// passed, or (a parkable one) when the sweep asks the connection to park.
     pub(crate) struct Watched<'a, F> {
         watch: &'a Watch,
+        parkable: bool,
         #[pin]
         inner: F,
     }
 }
 
 impl<'a, F: Future> Watched<'a, F> {
+    /// A wait that only its deadline interrupts (reads and writes, whose dropping may
+    /// lose bytes or a buffer).
     pub(crate) fn new(watch: &'a Watch, inner: F) -> Watched<'a, F> {
-        Watched { watch, inner }
+        Watched { watch, parkable: false, inner }
+    }
+
+    /// A wait that parking interrupts too: one that holds no buffer and consumes no byte
+    /// (a wait for readiness), so dropping it loses nothing.
+    pub(crate) fn parkable(watch: &'a Watch, inner: F) -> Watched<'a, F> {
+        Watched { watch, parkable: true, inner }
     }
 }
 
 impl<F: Future> Future for Watched<'_, F> {
-    type Output = Result<F::Output, Expired>;
+    type Output = Result<F::Output, Interrupted>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -142,12 +150,10 @@ impl<F: Future> Future for Watched<'_, F> {
             return Poll::Ready(Ok(out));
         }
         if watch.expired.get() {
-            return Poll::Ready(Err(Expired));
+            return Poll::Ready(Err(Interrupted::Expired));
         }
-        if watch.park_now.replace(false) {
-            // The read ends soon with "cancelled" (or with bytes that came first).
-            let canceller = std::mem::take(&mut *watch.canceller.borrow_mut());
-            *watch.canceller.borrow_mut() = canceller.cancel();
+        if *this.parkable && watch.park_now.replace(false) {
+            return Poll::Ready(Err(Interrupted::Parked));
         }
         watch.register(cx.waker());
         Poll::Pending

@@ -15,8 +15,7 @@ use common::{BACKENDS, Raw, Resp};
 use ringo::cache::{CacheConfig, LocalCache, Lookup, Source};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut rt =
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+    let mut rt = ringo::runtime::Runtime::with_backend(ringo::IoBackend::Epoll).expect("runtime");
     rt.block_on(f)
 }
 
@@ -62,7 +61,7 @@ fn concurrent_misses_of_one_key_run_one_load() {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (c, loads) = (c.clone(), Rc::clone(&loads));
-                monoio::spawn(async move {
+                ringo::runtime::spawn(async move {
                     c.get_or_load("hot", || async {
                         loads.set(loads.get() + 1);
                         ringo::time::sleep(Duration::from_millis(30)).await;
@@ -124,7 +123,7 @@ fn a_failed_load_reaches_every_waiter_and_caches_nothing() {
         let tasks: Vec<_> = (0..5)
             .map(|_| {
                 let c = c.clone();
-                monoio::spawn(async move {
+                ringo::runtime::spawn(async move {
                     c.get_or_load("k", || async {
                         ringo::time::sleep(Duration::from_millis(20)).await;
                         Err::<Option<Bytes>, String>("store down".into())
@@ -151,7 +150,7 @@ fn a_cancelled_load_lets_a_waiter_load_instead_of_waiting_forever() {
         let c = cache(CacheConfig::default());
         let first = {
             let c = c.clone();
-            monoio::spawn(async move {
+            ringo::runtime::spawn(async move {
                 // Cancelled at 10 ms, long before its load finishes.
                 ringo::time::timeout(Duration::from_millis(10), async {
                     c.get_or_load("k", || async {

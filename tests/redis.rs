@@ -18,21 +18,10 @@ use ringo::breaker::{Settings, State};
 use ringo::redis::{Bytes, Cmd, ErrorKind, RedisClient, RedisConfig, RedisError, Script, SetOptions, Value};
 use ringo::{Context, Limits, Router};
 
-/// Runs `f` on a monoio runtime of the given driver (`uring`: io_uring, else epoll).
+/// Runs `f` on a runtime of the given driver (`uring`: io_uring, else epoll).
 fn block_on<F: Future>(uring: bool, f: F) -> F::Output {
-    if uring {
-        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("io_uring runtime")
-            .block_on(f)
-    } else {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("epoll runtime")
-            .block_on(f)
-    }
+    let backend = if uring { ringo::IoBackend::Uring } else { ringo::IoBackend::Epoll };
+    ringo::runtime::Runtime::with_backend(backend).expect("runtime").block_on(f)
 }
 
 fn b(s: &str) -> Option<Bytes> {
@@ -179,7 +168,7 @@ fn calls_from_many_tasks_in_one_turn_go_out_in_few_writes() {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let redis = redis.clone();
-                monoio::spawn(async move {
+                ringo::runtime::spawn(async move {
                     redis.set(format!("k{i}"), format!("v{i}")).await.expect("SET");
                     let got = redis.get(format!("k{i}")).await.expect("GET");
                     assert_eq!(got, b(&format!("v{i}")), "task {i} got its own reply");
@@ -211,7 +200,7 @@ fn calls_spread_over_several_connections() {
         let tasks: Vec<_> = (0..90)
             .map(|i| {
                 let redis = redis.clone();
-                monoio::spawn(async move {
+                ringo::runtime::spawn(async move {
                     redis.set(format!("c{i}"), i.to_string()).await.expect("SET");
                     redis.get(format!("c{i}")).await.expect("GET")
                 })
@@ -384,7 +373,7 @@ fn a_killed_server_fails_calls_in_flight_and_the_client_reconnects() {
             server.pause();
             let in_flight = {
                 let redis = redis.clone();
-                monoio::spawn(async move { redis.get("k").await })
+                ringo::runtime::spawn(async move { redis.get("k").await })
             };
             ringo::time::sleep(Duration::from_millis(100)).await;
             let start = Instant::now();
@@ -470,7 +459,7 @@ fn a_full_queue_refuses_calls_at_once() {
         let tasks: Vec<_> = (0..10)
             .map(|_| {
                 let redis = redis.clone();
-                monoio::spawn(async move { redis.get("k").await })
+                ringo::runtime::spawn(async move { redis.get("k").await })
             })
             .collect();
         let mut full = 0;

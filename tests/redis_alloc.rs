@@ -41,18 +41,7 @@ fn a_get_hit_allocates_nothing_per_call_in_steady_state() {
             // would be 1000.
             assert!(per_1000 < 50, "uring {uring}: {per_1000} allocations per 1000 GET hits");
         };
-        if uring {
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .enable_timer()
-                .build()
-                .expect("rt")
-                .block_on(run);
-        } else {
-            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build()
-                .expect("rt")
-                .block_on(run);
-        }
+        let backend = if uring { ringo::IoBackend::Uring } else { ringo::IoBackend::Epoll };
+        ringo::runtime::Runtime::with_backend(backend).expect("runtime").block_on(run);
     }
 }

@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::rt::net::TcpStream;
 use crossbeam_channel::{Receiver, Sender};
-use monoio::net::TcpStream;
 
 use super::{ClientError, UpstreamConfig};
 
@@ -179,11 +179,9 @@ impl Pool {
                 }
             }
         };
-        let result = match crate::time::timeout(self.connect_timeout, TcpStream::connect_addr(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
+        // `connect` sets TCP_NODELAY.
+        let result = match crate::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(source)) => ClientError::Connect { addr, source },
             Err(_) => ClientError::ConnectTimeout { addr },
         };

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use monoio::io::AsyncWriteRentExt;
 use serde::Serialize;
 
 use super::pool::Lent;

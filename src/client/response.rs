@@ -7,9 +7,6 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
-
 use super::pool::{Lent, Pool};
 use super::{CLOSED_BEFORE_HEAD, ClientError, UpstreamConfig};
 use crate::http::chunked::{ChunkedDecoder, Progress};
@@ -404,11 +401,9 @@ async fn read_some(
         buf.reserve(buf.capacity().clamp(8 << 10, READ_CHUNK));
     }
     let owned = std::mem::take(buf);
-    let (len, cap) = (owned.len(), owned.capacity());
-    let end = cap.min(len + READ_CHUNK);
-    match crate::time::timeout(wait, stream.read(owned.slice_mut(len..end))).await {
-        Ok((result, slice)) => {
-            *buf = slice.into_inner();
+    match crate::time::timeout(wait, stream.read_max(owned, READ_CHUNK)).await {
+        Ok((result, owned)) => {
+            *buf = owned;
             match result {
                 Ok(0) => Ok(Read::Eof),
                 Ok(_) => Ok(Read::Bytes),

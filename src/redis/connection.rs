@@ -32,10 +32,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use crate::rt::net::{ReadHalf, TcpStream, WriteHalf};
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::TcpStream;
 
 use super::command::encode;
 use super::config::RedisConfig;
@@ -445,7 +443,7 @@ async fn supervise(conn: Rc<Conn>) {
 
 /// Writes whatever calls queued, all of it at once, until the connection of `epoch`
 /// ends.
-async fn write_loop(conn: Rc<Conn>, mut wr: OwnedWriteHalf<TcpStream>, epoch: u64) {
+async fn write_loop(conn: Rc<Conn>, mut wr: WriteHalf, epoch: u64) {
     let mut spare = Vec::with_capacity(8 * 1024);
     loop {
         let go = poll_fn(|cx| {
@@ -498,12 +496,7 @@ async fn poll_stale<F: Future>(conn: &Conn, epoch: u64, fut: F) -> Option<F::Out
 }
 
 /// Decodes replies and completes slots until the connection fails; returns why.
-async fn read_loop(
-    conn: &Conn,
-    mut rd: OwnedReadHalf<TcpStream>,
-    mut buf: BytesMut,
-    epoch: u64,
-) -> RedisError {
+async fn read_loop(conn: &Conn, mut rd: ReadHalf, mut buf: BytesMut, epoch: u64) -> RedisError {
     loop {
         loop {
             match reply::decode(&mut buf, conn.resp3.get()) {
@@ -521,12 +514,11 @@ async fn read_loop(
         if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_SIZE);
         }
-        let (len, cap) = (buf.len(), buf.capacity());
-        // monoio reads into a buffer from its start; a slice of the spare capacity appends.
-        let read = rd.read(buf.slice_mut(len..cap));
+        // The read appends to the buffer's spare capacity; replies are slices of it.
+        let read = rd.read(std::mem::take(&mut buf));
         match conn.until_stale(epoch, read).await {
             None | Some((Ok(0), _)) => return RedisError::Disconnected,
-            Some((Ok(_), slice)) => buf = slice.into_inner(),
+            Some((Ok(_), back)) => buf = back,
             // Commands in flight learn that the connection dropped; why is logged.
             Some((Err(e), _)) => {
                 tracing::debug!(conn = conn.index, error = %e, "redis read failed");
@@ -548,10 +540,12 @@ struct SetUp {
 /// wanted (RESP2 with `AUTH` when the server has no `HELLO`), else `AUTH`; then
 /// `SELECT` when the database is not 0.
 async fn set_up(config: &RedisConfig) -> Result<SetUp> {
-    let mut stream =
-        TcpStream::connect(config.addr.as_str()).await.map_err(|e| RedisError::io("connecting", e))?;
-    // Latency over throughput: the writer already batches.
-    let _ = stream.set_nodelay(true);
+    // The name resolves on this thread (as a connect by name does), and `connect_first`
+    // tries its addresses in order; it sets TCP_NODELAY (latency over throughput: the
+    // writer already batches).
+    let addrs = std::net::ToSocketAddrs::to_socket_addrs(config.addr.as_str())
+        .map_err(|e| RedisError::io("resolving the address", e))?;
+    let mut stream = TcpStream::connect_first(addrs).await.map_err(|e| RedisError::io("connecting", e))?;
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let user = config.username.as_deref().unwrap_or("default").as_bytes();
     let mut resp3 = false;
@@ -609,10 +603,8 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, resp3
         if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_SIZE);
         }
-        let taken = std::mem::take(buf);
-        let (len, cap) = (taken.len(), taken.capacity());
-        let (r, slice) = stream.read(taken.slice_mut(len..cap)).await;
-        *buf = slice.into_inner();
+        let (r, back) = stream.read(std::mem::take(buf)).await;
+        *buf = back;
         match r {
             Ok(0) => return Err(RedisError::Disconnected),
             Ok(_) => {}

@@ -7,8 +7,8 @@
 //! subscribes again (messages published meanwhile are lost, as with any Redis
 //! subscriber).
 
+use crate::rt::net::TcpStream;
 use bytes::{Bytes, BytesMut};
-use monoio::net::TcpStream;
 
 use super::command::encode;
 use super::config::RedisConfig;

@@ -27,6 +27,8 @@ struct Reg {
     live: bool,
     read_ready: bool,
     write_ready: bool,
+    /// The peer closed its side (or the socket failed): readable for good.
+    read_closed: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -70,7 +72,14 @@ impl Driver {
                 }
             };
             let reg = &mut regs.regs[index as usize];
-            *reg = Reg { live: true, read_ready: true, write_ready: true, reader: None, writer: None };
+            *reg = Reg {
+                live: true,
+                read_ready: true,
+                write_ready: true,
+                read_closed: false,
+                reader: None,
+                writer: None,
+            };
             index
         };
         let mut event = libc::epoll_event {
@@ -132,6 +141,17 @@ impl Driver {
         }
     }
 
+    /// A read came back short: the socket's queue is empty, so it is not readable until
+    /// the next event (bytes that arrive later raise one), unless the peer's end of file
+    /// was already seen (no event comes after it).
+    pub(crate) fn drained(&self, index: u32) {
+        let mut regs = self.regs.borrow_mut();
+        let reg = &mut regs.regs[index as usize];
+        if !reg.read_closed {
+            reg.read_ready = false;
+        }
+    }
+
     /// Waits for events (until `deadline`, or not at all with `None`... see `wait`) and
     /// wakes the waiters. `wait`: `None` to return at once, `Some(None)` to wait for an
     /// event, `Some(Some(deadline))` to wait until the deadline at most.
@@ -168,6 +188,9 @@ impl Driver {
             let Some(reg) = regs.regs.get_mut(event.u64 as usize).filter(|r| r.live) else { continue };
             let flags = event.events as libc::c_int;
             let closed = flags & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
+            if closed || flags & libc::EPOLLRDHUP != 0 {
+                reg.read_closed = true;
+            }
             if closed || flags & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 {
                 reg.read_ready = true;
                 if let Some(w) = reg.reader.take() {

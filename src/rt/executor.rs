@@ -84,6 +84,7 @@ impl Executor {
     }
 
     /// Tasks spawned and not finished.
+    #[cfg(test)]
     pub(crate) fn live(&self) -> usize {
         self.live.get()
     }

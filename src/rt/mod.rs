@@ -35,12 +35,8 @@
 //! - Entries still queued are submitted before a socket's descriptor closes (and when
 //!   `block_on` returns), so none can act on a reused descriptor number.
 //!
-//! Status: built and tested on its own; the shard engine still runs on monoio. Moving it
-//! over is the next step of docs/shard-runtime-plan.md.
-
-// Parts of the runtime are used by its tests and the benches only until the engine moves
-// onto it (docs/shard-runtime-plan.md, step 2).
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+//! Every shard runs on it (`server/backend.rs` builds one per shard thread), and so do
+//! the clients' sockets; [`crate::runtime`] is its public face for other threads.
 
 pub(crate) mod epoll;
 pub(crate) mod executor;
@@ -161,11 +157,6 @@ pub(crate) fn with_own_core<R>(tag: u32, f: impl FnOnce(&Core) -> R) -> Option<R
         })
         .ok()
         .flatten()
-}
-
-/// The driver of this thread's runtime, if one is running.
-pub(crate) fn try_backend() -> Option<Backend> {
-    CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.as_ref().map(|core| core.backend())))
 }
 
 /// One shard's runtime.

@@ -405,6 +405,7 @@ impl TcpStream {
         self.socket.peer_addr()
     }
 
+    #[cfg(test)]
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         SockRef::from(&self.socket.fd)
             .local_addr()?
@@ -413,6 +414,7 @@ impl TcpStream {
     }
 
     /// Shuts down one or both directions of the socket (a plain syscall).
+    #[cfg(test)]
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         SockRef::from(&self.socket.fd).shutdown(how)
     }
@@ -472,6 +474,7 @@ impl WriteHalf {
     }
 
     /// Shuts down one or both directions of the socket.
+    #[cfg(test)]
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         SockRef::from(&self.socket.fd).shutdown(how)
     }
@@ -667,8 +670,8 @@ async fn read<B: ReadBuf>(
     match read {
         ReadIo::Poll => {
             let index = socket.epoll.expect("an epoll stream is registered");
+            let room = buf.room().min(limit);
             let got = epoll::io(index, Direction::Read, || {
-                let room = buf.room().min(limit);
                 // SAFETY: the pointer and length describe (part of) `buf`'s spare capacity,
                 // which the kernel may write, for the duration of the call.
                 epoll::check(unsafe { libc::recv(fd, buf.tail_ptr().cast(), room, 0) })
@@ -678,6 +681,12 @@ async fn read<B: ReadBuf>(
                 // SAFETY: the kernel wrote `n` bytes (at most the room it was given) at the
                 // buffer's tail.
                 unsafe { buf.commit(n) };
+                if n > 0 && n < room {
+                    // A short read emptied the socket's queue: a wait for readiness
+                    // (`readable`) then waits for the next event, rather than end at once on
+                    // a stale flag (an idle connection's wait must be one that parks).
+                    with_core(|core| core.epoll().drained(index));
+                }
             }
             (got, buf)
         }

@@ -372,6 +372,7 @@ impl Driver {
     }
 
     /// Reads that found the buffer ring empty, since the runtime started.
+    #[cfg(test)]
     pub(crate) fn fallback_reads(&self) -> u64 {
         self.fallback_reads.get()
     }

@@ -135,6 +135,7 @@ impl Timers {
     }
 
     /// Timers pending.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }

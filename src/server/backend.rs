@@ -1,14 +1,15 @@
 //! The io backend: io_uring or epoll, chosen once, in this module only.
 //!
-//! Everything above this module is written against monoio's driver-agnostic types; the
-//! one `match` on the driver is [`block_on`]. `auto` probes io_uring by building a ring
+//! Everything above this module is written against the shard runtime's driver-agnostic
+//! sockets (`crate::rt`, whose `net` module holds the one `match` on the driver); here the
+//! backend becomes a runtime, in [`block_on`]. `auto` probes io_uring by building a ring
 //! and falls back to epoll when the kernel refuses (sysctl `kernel.io_uring_disabled`,
 //! a seccomp filter, an old kernel, a memlock limit), saying why in one log line.
 
 use std::future::Future;
 use std::io;
 
-use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use crate::rt::{Backend, Runtime, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which io driver the shards run on.
@@ -41,8 +42,14 @@ impl std::fmt::Display for IoBackend {
     }
 }
 
-/// Submission queue size of each shard's ring.
-const RING_ENTRIES: u32 = 1024;
+/// The shard runtime's set-up for a (resolved) backend.
+fn runtime_config(backend: IoBackend) -> RuntimeConfig {
+    let backend = match backend {
+        IoBackend::Uring | IoBackend::Auto => Backend::Uring,
+        IoBackend::Epoll => Backend::Epoll,
+    };
+    RuntimeConfig { backend, ..RuntimeConfig::default() }
+}
 
 /// Resolves `auto` to a concrete backend. `Err` only when `uring` was demanded and the
 /// kernel refuses it; the string is the reason.
@@ -60,9 +67,10 @@ pub(crate) fn resolve(requested: IoBackend) -> Result<IoBackend, String> {
     }
 }
 
-/// Builds (and drops) an io_uring runtime; the error says why it failed.
+/// Builds (and drops) an io_uring runtime as a shard sets it up (`SINGLE_ISSUER`,
+/// `DEFER_TASKRUN`, a provided-buffer ring: Linux 6.1); the error says why it failed.
 fn probe_uring() -> Result<(), String> {
-    match RuntimeBuilder::<IoUringDriver>::new().with_entries(RING_ENTRIES).build() {
+    match Runtime::new(runtime_config(IoBackend::Uring)) {
         Ok(_) => Ok(()),
         Err(e) => {
             let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
@@ -77,38 +85,9 @@ fn probe_uring() -> Result<(), String> {
     }
 }
 
-/// Ring set-up flags for a thread-per-core ring: one thread submits (SINGLE_ISSUER), and
-/// completions need not interrupt it (COOP_TASKRUN): task work runs when the shard next
-/// enters the kernel, which it does every loop.
-fn tuned_ring() -> io_uring::Builder {
-    let mut b = io_uring::IoUring::builder();
-    b.setup_coop_taskrun().setup_single_issuer();
-    b
-}
-
-/// Runs `fut` to completion on a new runtime of the given (resolved) backend, on the
-/// calling thread.
+/// Runs `fut` to completion on a new shard runtime of the given (resolved) backend, on
+/// the calling thread.
 pub(crate) fn block_on<F: Future>(backend: IoBackend, fut: F) -> io::Result<F::Output> {
-    match backend {
-        IoBackend::Uring | IoBackend::Auto => {
-            let tuned = RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(RING_ENTRIES)
-                .uring_builder(tuned_ring())
-                .enable_timer()
-                .build();
-            let mut rt = match tuned {
-                Ok(rt) => rt,
-                // Kernels before 6.0 refuse the setup flags: plain ring then.
-                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
-                    .with_entries(RING_ENTRIES)
-                    .enable_timer()
-                    .build()?,
-            };
-            Ok(rt.block_on(fut))
-        }
-        IoBackend::Epoll => {
-            let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
-            Ok(rt.block_on(fut))
-        }
-    }
+    let mut rt = Runtime::new(runtime_config(backend))?;
+    Ok(rt.block_on(fut))
 }

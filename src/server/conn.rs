@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use crate::rt::net::TcpStream;
 
 use super::connection::{Connection, LARGE_BODY, ReadError, Socket};
 use super::shard::{RequestState, ShardLocal};

@@ -23,14 +23,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::CancelableAsyncReadRent;
-
 use super::buffers::{BufferPool, CLASSES};
 use crate::context::Context;
 use crate::shard_handle::ShardHandle;
 use crate::transport::Transport;
-use crate::watch::{Expired, Watched};
+use crate::watch::{Interrupted, Watched};
 
 /// Most bytes one read may bring in.
 pub(crate) const READ_CHUNK: usize = 64 << 10;
@@ -103,7 +100,7 @@ impl ReadBuffer {
 /// An accepted client socket with its registry entry.
 #[derive(Debug)]
 pub(crate) struct Socket {
-    pub(crate) stream: monoio::net::TcpStream,
+    pub(crate) stream: crate::rt::net::TcpStream,
     pub(crate) watch: Rc<crate::watch::Watch>,
     pub(crate) slot: usize,
     pub(crate) peer: SocketAddr,
@@ -132,15 +129,12 @@ pub(crate) struct Connection {
 pub(crate) enum ReadError {
     /// The wait ran out.
     TimedOut,
-    /// The shard asked the idle connection to park, and the read gave its buffer back
-    /// without bytes.
+    /// The shard asked the idle connection to park while it waited for its next request
+    /// (no byte was taken).
     Parked,
     /// The socket failed.
     Io(io::Error),
 }
-
-/// `ECANCELED`: a read cancelled before any byte arrived.
-const CANCELLED: i32 = 125;
 
 impl Connection {
     /// A connection on `socket`, with a small read buffer from the pool; the write
@@ -185,20 +179,20 @@ impl Connection {
         debug_assert!(self.input.pending().is_empty(), "only an idle connection parks");
         self.buffers.give(std::mem::take(&mut self.input.buf));
         self.input.start = 0;
-        let (Some(io), Some(watch)) = (self.transport.io.as_ref(), self.transport.watch.as_ref()) else {
+        let (Some(io), Some(watch)) = (self.transport.io.as_mut(), self.transport.watch.as_ref()) else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no socket"));
         };
         let parked = &self.handle.stats.parked_connections;
         parked.set(parked.get() + 1);
         watch.arm(deadline);
-        let ready = Watched::new(watch, io.readable(false)).await;
+        let ready = Watched::new(watch, io.readable()).await;
         watch.disarm();
         parked.set(parked.get() - 1);
         self.handle.clock.refresh();
         self.input.buf = self.buffers.take(BUF_SMALL);
         match ready {
             Ok(r) => r.map(|()| true),
-            Err(Expired) => Ok(false),
+            Err(_) => Ok(false),
         }
     }
 
@@ -206,6 +200,10 @@ impl Connection {
     /// Pending bytes are compacted first; `want` is the total pending size the caller
     /// needs (the buffer grows to hold it, from the pool's size classes). A completed
     /// read refreshes the shard clock.
+    ///
+    /// An idle connection (nothing pending, marked idle) first waits for readiness,
+    /// which holds no buffer and takes no byte: that wait is the one the shard may
+    /// interrupt to park the connection ([`ReadError::Parked`]), losing nothing.
     pub(crate) async fn read_more(&mut self, deadline: Instant, want: usize) -> Result<usize, ReadError> {
         let (len, cap) = (self.input.buf.len(), self.input.buf.capacity());
         let pending = len - self.input.start;
@@ -216,17 +214,30 @@ impl Connection {
         let (Some(io), Some(watch)) = (self.transport.io.as_mut(), self.transport.watch.as_ref()) else {
             return Err(ReadError::Io(io::Error::new(io::ErrorKind::NotConnected, "no socket")));
         };
-        let buf = std::mem::take(&mut self.input.buf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let end = cap.min(len + READ_CHUNK);
         watch.arm(deadline);
-        // monoio reads into a `Vec` from its start; a slice of the spare capacity appends.
-        let read =
-            Watched::new(watch, io.cancelable_read(buf.slice_mut(len..end), watch.cancel_handle())).await;
+        if self.input.start == self.input.buf.len() && watch.is_idle() {
+            match Watched::parkable(watch, io.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    watch.disarm();
+                    return Err(ReadError::Io(e));
+                }
+                Err(Interrupted::Parked) => {
+                    watch.disarm();
+                    return Err(ReadError::Parked);
+                }
+                Err(Interrupted::Expired) => {
+                    watch.disarm();
+                    return Err(ReadError::TimedOut);
+                }
+            }
+        }
+        let buf = std::mem::take(&mut self.input.buf);
+        let read = Watched::new(watch, io.read_max(buf, READ_CHUNK)).await;
         watch.disarm();
         match read {
-            Ok((result, slice)) => {
-                self.input.buf = slice.into_inner();
+            Ok((result, buf)) => {
+                self.input.buf = buf;
                 self.handle.clock.refresh();
                 match result {
                     Ok(n) => {
@@ -241,12 +252,11 @@ impl Connection {
                         }
                         Ok(n)
                     }
-                    Err(e) if e.raw_os_error() == Some(CANCELLED) => Err(ReadError::Parked),
                     Err(e) => Err(ReadError::Io(e)),
                 }
             }
             // The buffer went down with the cancelled read; the connection closes anyway.
-            Err(Expired) => Err(ReadError::TimedOut),
+            Err(_) => Err(ReadError::TimedOut),
         }
     }
 

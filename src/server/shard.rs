@@ -6,13 +6,16 @@
 //! values are the start-up report and the stop flag, read off the request path.
 
 use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
 use std::net::TcpListener as StdListener;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::TcpListener;
+use crate::rt::net::TcpListener;
 
 use super::accept::{AcceptGuard, Shed};
 use super::backend::{self, IoBackend};
@@ -329,7 +332,7 @@ where
     for l in &limiters {
         l.set_share(l.rate / spec.shards.max(1) as f64);
     }
-    let listener = match TcpListener::from_std(listener) {
+    let mut listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(source) => {
             let _ = spec.ready.send(Err(ShardStartError::Io {
@@ -363,7 +366,7 @@ where
     let _ = spec.ready.send(Ok(id));
     tracing::debug!(shard = id, core = ?spec.core, "shard ready");
 
-    accept_loop(&listener, &shard, &router, &spec.stop).await;
+    accept_loop(&mut listener, &shard, &router, &spec.stop).await;
     drop(listener);
 
     // Drain: requests already received are answered (the last response of each
@@ -404,13 +407,28 @@ where
     report
 }
 
-async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc<Router>, stop: &AtomicBool) {
+async fn accept_loop(
+    listener: &mut TcpListener,
+    shard: &Rc<ShardLocal>,
+    router: &Rc<Router>,
+    stop: &AtomicBool,
+) {
     let stats = Rc::clone(&shard.handle.stats);
     let mut guard = AcceptGuard::new(shard.id());
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => Some(r),
-            _ = stop_requested(stop) => None,
+        let accepted = {
+            // The accept, or the stop request, whichever comes first. A dropped accept
+            // loses no connection: the listener's multishot accept stays armed, and what
+            // it accepted waits in the listener for the next call.
+            let mut accept = pin!(listener.accept());
+            let mut stopped = pin!(stop_requested(stop));
+            poll_fn(|cx| {
+                if let Poll::Ready(r) = accept.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                stopped.as_mut().poll(cx).map(|()| None)
+            })
+            .await
         };
         let Some(accepted) = accepted else { return };
         match accepted {
@@ -432,7 +450,7 @@ async fn accept_loop(listener: &TcpListener, shard: &Rc<ShardLocal>, router: &Rc
             }
             Err(e) => {
                 stats.accept_errors.set(stats.accept_errors.get() + 1);
-                let listener_fd = std::os::fd::AsRawFd::as_raw_fd(listener);
+                let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&*listener);
                 match guard.failed(&e, listener_fd) {
                     Shed::Closed(n) => {
                         stats.rejected_connections.set(stats.rejected_connections.get() + n as u64);
