@@ -134,12 +134,16 @@ impl TcpListener {
     /// are returned one by one; the listener keeps accepting after them.
     pub(crate) async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         match self.io {
-            ListenIo::Ring(..) => {
+            ListenIo::Ring(..) => loop {
                 let fd = poll_fn(|cx| self.poll_ring_accept(cx)).await?;
                 let stream = TcpStream::new(fd, true)?;
-                let peer = stream.peer_addr()?;
-                Ok((stream, peer))
-            }
+                match stream.peer_addr() {
+                    Ok(peer) => return Ok((stream, peer)),
+                    // Reset before it could be asked (`ENOTCONN`): that connection is gone,
+                    // not the listener's problem; the next one is taken.
+                    Err(_) => continue,
+                }
+            },
             ListenIo::Poll(index) => {
                 let listener = self.fd.as_raw_fd();
                 let (fd, peer) = epoll::io(index, Direction::Read, || accept4(listener)).await?;
@@ -1335,6 +1339,48 @@ mod tests {
                 let (sent, _) = stream.write_all(buf).await;
                 sent.expect("write");
                 assert_eq!(&client.join().expect("client"), b"hello");
+            });
+        }
+    }
+
+    /// What the engine's idle wait relies on: once a read took every byte, `readable`
+    /// waits for the next ones (no stale readiness on epoll), yet an end of file that came
+    /// with the last bytes is still seen at once.
+    #[test]
+    fn readable_after_a_draining_read_waits_for_new_bytes_but_not_for_a_seen_close() {
+        for mut rt in super::super::tests::runtimes() {
+            let backend = rt.backend();
+            rt.block_on(async {
+                let mut listener = listener();
+                let addr = listener.local_addr();
+                let (tx, rx) = std::sync::mpsc::channel::<&'static [u8]>();
+                let client = std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    while let Ok(bytes) = rx.recv() {
+                        s.write_all(bytes).expect("send");
+                    }
+                    // Dropped: the last bytes and the end of file leave together.
+                });
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                tx.send(b"first").expect("go");
+                let (n, _) = stream.read(Vec::with_capacity(64)).await;
+                assert_eq!(n.expect("read"), 5, "{backend:?}");
+                assert!(
+                    timeout(Duration::from_millis(30), stream.readable()).await.is_err(),
+                    "{backend:?}: drained, so readable waits"
+                );
+                tx.send(b"last").expect("go");
+                drop(tx);
+                thread_done(&client).await;
+                stream.readable().await.expect("readable");
+                let (n, buf) = stream.read(Vec::with_capacity(64)).await;
+                assert_eq!((n.expect("read"), buf.as_slice()), (4, &b"last"[..]), "{backend:?}");
+                timeout(Duration::from_secs(2), stream.readable())
+                    .await
+                    .expect("the close was seen: readable at once")
+                    .expect("readable");
+                let (n, _) = stream.read(Vec::with_capacity(64)).await;
+                assert_eq!(n.expect("read"), 0, "{backend:?}: end of file");
             });
         }
     }

@@ -107,8 +107,8 @@ pub(crate) struct Socket {
 }
 
 /// One connection's engine state, owned by its task. Between requests it holds only
-/// the socket, its watch and a small read buffer (parked: not even that); the write
-/// buffer and the request state are taken when a request's bytes arrive.
+/// the socket and its watch; the read buffer, the write buffer and the request state
+/// are taken from the shard's pools when a request's bytes arrive.
 #[derive(Debug)]
 pub(crate) struct Connection {
     handle: Rc<ShardHandle>,
@@ -216,7 +216,15 @@ impl Connection {
         };
         watch.arm(deadline);
         if self.input.start == self.input.buf.len() && watch.is_idle() {
-            match Watched::parkable(watch, io.readable()).await {
+            // Between requests the connection holds no read buffer: it goes back to the
+            // pool for the wait, and one of its class comes back when bytes are there (on
+            // io_uring they wait in the shard's buffer ring meanwhile).
+            let class = self.input.buf.capacity().max(BUF_SMALL);
+            self.buffers.give(std::mem::take(&mut self.input.buf));
+            self.input.start = 0;
+            let ready = Watched::parkable(watch, io.readable()).await;
+            self.input.buf = self.buffers.take(class);
+            match ready {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     watch.disarm();
