@@ -425,3 +425,36 @@ fn oversized_admin_heads_get_431_and_other_methods_405() {
     assert!(c.closed(), "HEAD gets no body, then the close");
     server.shutdown();
 }
+
+/// The shard runtime's io counters reach /metrics, and a pipelining client is answered
+/// with far fewer kernel enters than requests: one enter submits a batch's sends and
+/// reaps its reads (io_uring), one `epoll_wait` serves a batch (epoll).
+#[test]
+fn a_pipelined_batch_costs_far_fewer_kernel_enters_than_requests() {
+    const BATCHES: usize = 32;
+    const DEPTH: usize = 64;
+    for backend in common::BACKENDS {
+        let server = common::start_with_admin_and(ringo::default_app, backend, |_| {});
+        let enters = || common::metric(&server, "ringo_io_enters_total");
+        assert!(common::eventually(Duration::from_secs(2), || enters() > 0), "{backend:?}: counted");
+        let mut c = Raw::connect(server.local_addr());
+        assert_eq!(c.get("/plaintext").status, 200);
+        std::thread::sleep(Duration::from_millis(500));
+        let before = enters();
+        let batch = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n".repeat(DEPTH);
+        for _ in 0..BATCHES {
+            c.send(&batch);
+            for _ in 0..DEPTH {
+                assert_eq!(c.response().status, 200);
+            }
+        }
+        // Two snapshots later the counter includes the batches.
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = enters() - before;
+        let requests = (BATCHES * DEPTH) as u64;
+        // The shard's timers (sweep, stop check, snapshots) add a few dozen a second.
+        assert!(spent < requests / 4, "{backend:?}: {spent} enters for {requests} requests");
+        assert_eq!(common::metric(&server, "ringo_io_fallback_reads_total"), 0, "{backend:?}");
+        server.shutdown();
+    }
+}

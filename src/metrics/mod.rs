@@ -199,6 +199,10 @@ pub(crate) struct Snapshot {
     pub(crate) rate_limited: u64,
     pub(crate) rate_limit_evictions: u64,
     pub(crate) accept_errors: u64,
+    /// The shard runtime's kernel calls to submit and reap io (see `rt::IoCounts`).
+    pub(crate) io_enters: u64,
+    /// Reads that found the shard's buffer ring empty.
+    pub(crate) io_fallback_reads: u64,
     pub(crate) arena_abandoned: u64,
     pub(crate) shard_restarts: u64,
     pub(crate) timeouts: u64,

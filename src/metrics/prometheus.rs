@@ -126,7 +126,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
             s.latency_sum_us,
         );
     }
-    let per_shard: [PerShard; 23] = [
+    let per_shard: [PerShard; 25] = [
         ("ringo_http_requests_in_flight", "gauge", "Requests being handled.", |s| s.in_flight),
         ("ringo_connections_open", "gauge", "Open client connections.", |s| s.open_connections),
         (
@@ -186,6 +186,18 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         ("ringo_accept_errors_total", "counter", "Failed accepts (EMFILE, ENFILE, ENOBUFS...).", |s| {
             s.accept_errors
         }),
+        (
+            "ringo_io_enters_total",
+            "counter",
+            "Kernel calls the shard's loop made to submit and reap io: io_uring_enter (epoll_wait on epoll). Divided by requests: fewer than one under load.",
+            |s| s.io_enters,
+        ),
+        (
+            "ringo_io_fallback_reads_total",
+            "counter",
+            "Reads that found the shard's io_uring buffer ring empty and read into the connection's own buffer.",
+            |s| s.io_fallback_reads,
+        ),
         (
             "ringo_arena_abandoned_total",
             "counter",

@@ -6,7 +6,7 @@
 //! loop's `epoll_wait` sets flags again and wakes the waiters. Flags start set, so the
 //! first attempt is a plain syscall. Registrations are recycled with their slots.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -44,6 +44,8 @@ pub(crate) struct Driver {
     epfd: OwnedFd,
     regs: RefCell<Regs>,
     events: RefCell<Vec<libc::epoll_event>>,
+    /// `epoll_wait` calls made.
+    waits: Cell<u64>,
 }
 
 impl Driver {
@@ -56,7 +58,7 @@ impl Driver {
         // SAFETY: a new descriptor this driver owns from now on.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-        Ok(Driver { epfd, regs: RefCell::default(), events: RefCell::new(events) })
+        Ok(Driver { epfd, regs: RefCell::default(), events: RefCell::new(events), waits: Cell::new(0) })
     }
 
     /// Registers `fd` (made non-blocking) for both directions; its slot.
@@ -141,6 +143,11 @@ impl Driver {
         }
     }
 
+    /// `epoll_wait` calls since the runtime started.
+    pub(crate) fn waits(&self) -> u64 {
+        self.waits.get()
+    }
+
     /// A read came back short: the socket's queue is empty, so it is not readable until
     /// the next event (bytes that arrive later raise one), unless the peer's end of file
     /// was already seen (no event comes after it).
@@ -166,6 +173,7 @@ impl Driver {
             }
         };
         let mut events = self.events.borrow_mut();
+        self.waits.set(self.waits.get() + 1);
         // SAFETY: the buffer holds `events.len()` entries, written by the kernel up to the
         // count it returns.
         let n = unsafe {

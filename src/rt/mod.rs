@@ -131,6 +131,35 @@ impl Core {
     }
 }
 
+/// What a runtime's driver has done since it started, for the shard's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct IoCounts {
+    /// Calls into the kernel to submit and reap (`io_uring_enter`), or to wait for
+    /// events (`epoll_wait`).
+    pub(crate) enters: u64,
+    /// Reads that found the buffer ring empty and read into the reader's own buffer
+    /// (io_uring only).
+    pub(crate) fallback_reads: u64,
+}
+
+/// This thread's runtime's [`IoCounts`] (zeros outside a runtime).
+pub(crate) fn io_counts() -> IoCounts {
+    CURRENT
+        .try_with(|current| {
+            let current = current.try_borrow().ok()?;
+            let core = current.as_ref()?;
+            Some(match &core.driver {
+                Driver::Uring(ring) => {
+                    IoCounts { enters: ring.enters(), fallback_reads: ring.fallback_reads() }
+                }
+                Driver::Epoll(epoll) => IoCounts { enters: epoll.waits(), fallback_reads: 0 },
+            })
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
 }

@@ -116,6 +116,8 @@ pub(crate) struct Driver {
     bufs: RefCell<BufRing>,
     /// Reads that found the buffer ring empty and used the reader's buffer instead.
     fallback_reads: Cell<u64>,
+    /// `io_uring_enter` calls made (submitting, waiting, or both).
+    enters: Cell<u64>,
     /// The kernel flags pending deferred completions in the submission ring
     /// (`IORING_SQ_TASKRUN`), so a turn that does not wait can skip the enter.
     taskrun_flag: bool,
@@ -150,6 +152,7 @@ impl Driver {
             slots: RefCell::default(),
             bufs: RefCell::new(bufs),
             fallback_reads: Cell::new(0),
+            enters: Cell::new(0),
             taskrun_flag,
         })
     }
@@ -261,6 +264,7 @@ impl Driver {
         if ring.submission().is_empty() {
             return;
         }
+        self.enters.set(self.enters.get() + 1);
         match ring.submit() {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
@@ -306,6 +310,7 @@ impl Driver {
                 self.dispatch();
                 return;
             }
+            self.enters.set(self.enters.get() + 1);
             let submitter = ring.submitter();
             let result = match wait {
                 Some(None) => submitter.submit_and_wait(1),
@@ -372,9 +377,13 @@ impl Driver {
     }
 
     /// Reads that found the buffer ring empty, since the runtime started.
-    #[cfg(test)]
     pub(crate) fn fallback_reads(&self) -> u64 {
         self.fallback_reads.get()
+    }
+
+    /// `io_uring_enter` calls since the runtime started.
+    pub(crate) fn enters(&self) -> u64 {
+        self.enters.get()
     }
 
     /// Operations the kernel has not finished.

@@ -500,6 +500,8 @@ fn fill_snapshot(
     mut snap: Snapshot,
 ) -> Snapshot {
     shard.stats.fill(&mut snap);
+    let io = crate::rt::io_counts();
+    (snap.io_enters, snap.io_fallback_reads) = (io.enters, io.fallback_reads);
     snap.limiters.clear();
     snap.limiters.extend(limiters.iter().map(|l| LimiterUsage {
         demand: l.demand.get(),
