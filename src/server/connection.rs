@@ -172,13 +172,11 @@ impl Connection {
         }
     }
 
-    /// Parks the idle connection: the read buffer goes back to the pool too, and the
-    /// connection waits for readiness holding no buffer, until `deadline`. `Ok(false)`:
-    /// the deadline passed.
+    /// Parks the idle connection: counted in the parked gauge, it goes on waiting for
+    /// readiness (holding no buffer, as every idle wait does) until `deadline`.
+    /// `Ok(false)`: the deadline passed.
     pub(crate) async fn park(&mut self, deadline: Instant) -> io::Result<bool> {
         debug_assert!(self.input.pending().is_empty(), "only an idle connection parks");
-        self.buffers.give(std::mem::take(&mut self.input.buf));
-        self.input.start = 0;
         let (Some(io), Some(watch)) = (self.transport.io.as_mut(), self.transport.watch.as_ref()) else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no socket"));
         };
@@ -189,7 +187,6 @@ impl Connection {
         watch.disarm();
         parked.set(parked.get() - 1);
         self.handle.clock.refresh();
-        self.input.buf = self.buffers.take(BUF_SMALL);
         match ready {
             Ok(r) => r.map(|()| true),
             Err(_) => Ok(false),
@@ -222,10 +219,10 @@ impl Connection {
             let class = self.input.buf.capacity().max(BUF_SMALL);
             self.buffers.give(std::mem::take(&mut self.input.buf));
             self.input.start = 0;
-            let ready = Watched::parkable(watch, io.readable()).await;
-            self.input.buf = self.buffers.take(class);
-            match ready {
-                Ok(Ok(())) => {}
+            // Interrupted, it comes back without one (a parked connection goes on holding
+            // none; a closing one needs none).
+            match Watched::parkable(watch, io.readable()).await {
+                Ok(Ok(())) => self.input.buf = self.buffers.take(class),
                 Ok(Err(e)) => {
                     watch.disarm();
                     return Err(ReadError::Io(e));
