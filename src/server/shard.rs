@@ -415,13 +415,14 @@ async fn accept_loop(
 ) {
     let stats = Rc::clone(&shard.handle.stats);
     let mut guard = AcceptGuard::new(shard.id());
+    // One stop check for the loop's life (a 20 ms timer re-armed), not one per accept.
+    let mut stopped = pin!(stop_requested(stop));
     loop {
         let accepted = {
             // The accept, or the stop request, whichever comes first. A dropped accept
             // loses no connection: the listener's multishot accept stays armed, and what
             // it accepted waits in the listener for the next call.
             let mut accept = pin!(listener.accept());
-            let mut stopped = pin!(stop_requested(stop));
             poll_fn(|cx| {
                 if let Poll::Ready(r) = accept.as_mut().poll(cx) {
                     return Poll::Ready(Some(r));
