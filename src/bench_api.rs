@@ -140,8 +140,7 @@ impl ChainBench {
 
 /// Runs `f` inside a shard runtime (epoll driver), as a shard's code runs.
 pub fn with_runtime<R>(f: impl FnOnce() -> R) -> R {
-    let config = crate::rt::RuntimeConfig { backend: crate::rt::Backend::Epoll, ..Default::default() };
-    let mut rt = crate::rt::Runtime::new(config).expect("runtime");
+    let mut rt = crate::runtime::Runtime::with_backend(crate::IoBackend::Epoll).expect("runtime");
     rt.block_on(async move { f() })
 }
 

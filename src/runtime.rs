@@ -38,24 +38,12 @@ impl Runtime {
     /// A runtime on the given backend; `Uring` fails with the kernel's reason where
     /// io_uring is unavailable, `Auto` falls back to epoll.
     pub fn with_backend(backend: IoBackend) -> io::Result<Runtime> {
-        let config = |backend| rt::RuntimeConfig { backend, ..rt::RuntimeConfig::default() };
-        let inner = match backend {
-            IoBackend::Uring => rt::Runtime::new(config(rt::Backend::Uring))?,
-            IoBackend::Epoll => rt::Runtime::new(config(rt::Backend::Epoll))?,
-            IoBackend::Auto => match rt::Runtime::new(config(rt::Backend::Uring)) {
-                Ok(inner) => inner,
-                Err(_) => rt::Runtime::new(config(rt::Backend::Epoll))?,
-            },
-        };
-        Ok(Runtime { inner })
+        Ok(Runtime { inner: crate::server::backend::runtime(backend)? })
     }
 
     /// The backend it runs on (`Uring` or `Epoll`).
     pub fn backend(&self) -> IoBackend {
-        match self.inner.backend() {
-            rt::Backend::Uring => IoBackend::Uring,
-            rt::Backend::Epoll => IoBackend::Epoll,
-        }
+        crate::server::backend::backend_of(&self.inner)
     }
 
     /// Runs `future` to completion on this thread, with the tasks it spawns. Tasks still

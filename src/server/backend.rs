@@ -51,6 +51,24 @@ fn runtime_config(backend: IoBackend) -> RuntimeConfig {
     RuntimeConfig { backend, ..RuntimeConfig::default() }
 }
 
+/// A runtime on `requested`: `Auto` tries io_uring and takes epoll when the kernel
+/// refuses it (quietly: for threads that are not shards, see `ringo::runtime`).
+pub(crate) fn runtime(requested: IoBackend) -> io::Result<Runtime> {
+    match requested {
+        IoBackend::Auto => Runtime::new(runtime_config(IoBackend::Uring))
+            .or_else(|_| Runtime::new(runtime_config(IoBackend::Epoll))),
+        concrete => Runtime::new(runtime_config(concrete)),
+    }
+}
+
+/// The backend a runtime runs on.
+pub(crate) fn backend_of(runtime: &Runtime) -> IoBackend {
+    match runtime.backend() {
+        Backend::Uring => IoBackend::Uring,
+        Backend::Epoll => IoBackend::Epoll,
+    }
+}
+
 /// Resolves `auto` to a concrete backend. `Err` only when `uring` was demanded and the
 /// kernel refuses it; the string is the reason.
 pub(crate) fn resolve(requested: IoBackend) -> Result<IoBackend, String> {
@@ -88,6 +106,5 @@ fn probe_uring() -> Result<(), String> {
 /// Runs `fut` to completion on a new shard runtime of the given (resolved) backend, on
 /// the calling thread.
 pub(crate) fn block_on<F: Future>(backend: IoBackend, fut: F) -> io::Result<F::Output> {
-    let mut rt = Runtime::new(runtime_config(backend))?;
-    Ok(rt.block_on(fut))
+    Ok(runtime(backend)?.block_on(fut))
 }
