@@ -2,7 +2,9 @@
 //! `/users/:id` make zero heap allocations on the shard.
 //!
 //! A counting global allocator counts per thread; a probe route, running on the shard
-//! thread, reports that thread's count, so client-side allocations never mix in.
+//! thread, reports that thread's count, so client-side allocations never mix in. Each
+//! probe also arms a recorder, so a failure names where the first allocation after the
+//! probe came from.
 
 mod common;
 
@@ -16,7 +18,7 @@ use ringo::{Context, Limits, RouteError, Router, Server, ServerConfig, TraceExpo
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-use common::counting_alloc::{Counting, allocations as thread_allocations};
+use common::counting_alloc::{Counting, allocations as thread_allocations, first_recorded, record_first};
 
 /// The default app plus a probe that answers with the shard thread's allocation count.
 fn app_with_probe() -> Result<Router, RouteError> {
@@ -39,6 +41,14 @@ fn probed(mut r: Router) -> Result<Router, RouteError> {
         let n = thread_allocations();
         let mut buf = itoa::Buffer::new();
         c.string(200, buf.format(n));
+        // `?keep`: an "after" probe leaves what the recorder holds for the message.
+        if c.query_string().is_empty() {
+            record_first();
+        }
+    })?;
+    r.get("/__first_allocation", |c: &mut Context| {
+        let trace = first_recorded().unwrap_or_else(|| "none recorded".to_owned());
+        c.string(200, &trace);
     })?;
     // A route behind middleware: chain futures live in the connection's arena.
     let mut g = r.group("/mw");
@@ -67,8 +77,20 @@ fn one_shard(backend: ringo::IoBackend) -> ServerConfig {
     }
 }
 
+/// The shard thread's allocation count; arms the recorder for [`first_allocation`].
 fn allocations(c: &mut Raw) -> u64 {
     c.get("/__allocations").text().parse().expect("number")
+}
+
+/// The shard thread's allocation count, the recorder left as it is (an "after" probe).
+fn allocations_after(c: &mut Raw) -> u64 {
+    c.get("/__allocations?keep").text().parse().expect("number")
+}
+
+/// Where the shard made its first allocation since the last [`allocations`] probe before
+/// it (a backtrace), for failure messages.
+fn first_allocation(c: &mut Raw) -> String {
+    c.get("/__first_allocation").text()
 }
 
 #[test]
@@ -96,8 +118,14 @@ fn steady_state_keep_alive_requests_allocate_nothing() {
         while std::time::Instant::now() < until {
             round(&mut c);
         }
-        let after = allocations(&mut c);
-        assert_eq!(after - before, 0, "{backend}: {} allocations in steady state", after - before);
+        let after = allocations_after(&mut c);
+        assert_eq!(
+            after - before,
+            0,
+            "{backend}: {} allocations in steady state, the first at\n{}",
+            after - before,
+            first_allocation(&mut c)
+        );
         server.shutdown();
     }
 }
@@ -196,14 +224,26 @@ fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
             for (name, bytes, responses) in shapes {
                 let before = allocations(&mut c);
                 round(&mut c, bytes, responses, name);
-                let after = allocations(&mut c);
-                assert_eq!(after - before, 0, "{backend} {stack} {name}: {} allocations", after - before);
+                let after = allocations_after(&mut c);
+                assert_eq!(
+                    after - before,
+                    0,
+                    "{backend} {stack} {name}: {} allocations, the first at\n{}",
+                    after - before,
+                    first_allocation(&mut c)
+                );
             }
             for (name, first, rest) in SPLIT {
                 let before = allocations(&mut c);
                 split_round(&mut c, first, rest, name);
-                let after = allocations(&mut c);
-                assert_eq!(after - before, 0, "{backend} {stack} {name}: {} allocations", after - before);
+                let after = allocations_after(&mut c);
+                assert_eq!(
+                    after - before,
+                    0,
+                    "{backend} {stack} {name}: {} allocations, the first at\n{}",
+                    after - before,
+                    first_allocation(&mut c)
+                );
             }
             if spans {
                 assert!(
@@ -271,12 +311,21 @@ fn client_ip_and_cors_allocate_nothing_in_steady_state() {
             }
         };
         round(&mut c); // warm-up
+        // The shard's tickers (date every 500 ms, sweep every 50 ms) take their first
+        // turns inside the warm-up too (shorter than the 1 s that parks a connection).
+        std::thread::sleep(Duration::from_millis(600));
         let _ = allocations(&mut c);
         let before = allocations(&mut c);
         assert!(before > 0, "the counter sees the shard's start-up allocations");
         round(&mut c);
-        let after = allocations(&mut c);
-        assert_eq!(after - before, 0, "{backend}: {} allocations in steady state", after - before);
+        let after = allocations_after(&mut c);
+        assert_eq!(
+            after - before,
+            0,
+            "{backend}: {} allocations in steady state, the first at\n{}",
+            after - before,
+            first_allocation(&mut c)
+        );
         // And the answers are right.
         c.send(b"GET /ip HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, 198.51.100.7, 127.0.0.2\r\n\r\n");
         assert_eq!(c.response().text(), "198.51.100.7");
@@ -313,14 +362,15 @@ fn parking_and_unparking_allocate_nothing() {
             let before = allocations(&mut c);
             assert!(parked(0, &mut other), "{backend} cycle {cycle}: unparked");
             assert!(parked(1, &mut other), "{backend} cycle {cycle}: parked");
-            let after = allocations(&mut c);
+            let after = allocations_after(&mut c);
             // `other`'s requests and the metric reads ran meanwhile; their allocations are
             // zero (steady state), so the difference is the park and unpark of `c`.
             assert_eq!(
                 after - before,
                 0,
-                "{backend} cycle {cycle}: {} allocations across a park and unpark",
-                after - before
+                "{backend} cycle {cycle}: {} allocations across a park and unpark, the first at\n{}",
+                after - before,
+                first_allocation(&mut c)
             );
         }
         server.shutdown();
