@@ -2,7 +2,8 @@
 //! wrk, so that one client core can saturate one server core (the `saturate` scenario of
 //! `scripts/bench`).
 //!
-//! Each connection writes `--depth` identical GET requests in one write, then reads until
+//! Each connection writes `--depth` identical GET requests in one write (POST requests
+//! carrying a file's bytes as a JSON body with `--body FILE`), then reads until
 //! it has seen as many status lines, and repeats. Responses are counted by their status
 //! line (`HTTP/1.1 2xx` or another status); bodies are not parsed, so it suits endpoints
 //! whose body cannot contain a status line (`/plaintext`, `/json`). It runs `--threads`
@@ -56,10 +57,12 @@ struct Args {
     threads: usize,
     /// Open loop: requests per second, all threads together.
     rate: Option<f64>,
+    /// `--body FILE`: POST this as an `application/json` body instead of a GET.
+    body: Option<Vec<u8>>,
 }
 
 fn usage() -> String {
-    "usage: blast [--connections N] [--depth N | --rate R] [--duration SECONDS] [--threads N] http://HOST:PORT/PATH"
+    "usage: blast [--connections N] [--depth N | --rate R] [--duration SECONDS] [--threads N] [--body FILE] http://HOST:PORT/PATH"
         .to_string()
 }
 
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
     let mut duration = 10.0_f64;
     let mut threads = 1;
     let mut rate = None;
+    let mut body = None;
     let mut url = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -88,6 +92,10 @@ fn parse_args() -> Result<Args, String> {
                     return Err("--rate must be positive".into());
                 }
                 rate = Some(r);
+            }
+            "--body" | "-b" => {
+                let file = value(&arg)?;
+                body = Some(std::fs::read(&file).map_err(|e| format!("--body: cannot read {file:?}: {e}"))?);
             }
             "--help" | "-h" => return Err(usage()),
             _ if url.is_none() && !arg.starts_with('-') => url = Some(arg),
@@ -117,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
         duration: Duration::from_secs_f64(duration),
         threads: threads.min(connections),
         rate,
+        body,
     })
 }
 
@@ -142,8 +151,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host);
-    let batch: &'static [u8] = request.repeat(args.depth).into_bytes().leak();
+    let request = match &args.body {
+        None => format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes(),
+        Some(body) => {
+            let head = format!(
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                args.path,
+                args.host,
+                body.len()
+            );
+            [head.as_bytes(), body].concat()
+        }
+    };
+    let batch: &'static [u8] = request.repeat(args.depth).leak();
     let totals = Arc::new(Totals::default());
     let started = Instant::now();
     let stop_at = started + args.duration;

@@ -408,8 +408,10 @@ impl Context {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(self.body());
-        let parsed =
-            simd_json::serde::from_slice::<T>(&mut scratch).map_err(|e| BindError { message: e.to_string() });
+        let parsed = with_json_buffers(scratch.len(), |buffers| {
+            simd_json::serde::from_slice_with_buffers::<T>(&mut scratch, buffers)
+        })
+        .map_err(|e| BindError { message: e.to_string() });
         self.scratch = scratch;
         parsed
     }
@@ -485,8 +487,9 @@ impl Context {
         resp.set_status(status);
         resp.body.clear();
         resp.set_content_type(b"application/json");
-        // serde_json writes: 18 ns against simd-json's 21 ns for a small message
-        // (benches/micro.rs), no allocation either way.
+        // serde_json writes: 18 ns against simd-json's 21 ns for a small message, twice as
+        // fast on a number-rich 1 KiB document, half as fast on one long string
+        // (benches/micro.rs, `json/serialize`); no allocation either way.
         if let Err(e) = serde_json::to_writer(&mut resp.body, value) {
             tracing::error!(error = %e, path = self.path(), "response serialization failed");
             resp.body.clear();
@@ -794,4 +797,32 @@ fn collect_rule_failures(
         }
         prefix.truncate(at);
     }
+}
+
+/// Bodies up to this size parse with the shard's kept simd-json buffers; larger ones get
+/// buffers of their own, freed after the parse, so one large body does not pin its size
+/// of memory on the shard.
+const KEPT_JSON_BUFFERS_UP_TO: usize = 64 << 10;
+
+thread_local! {
+    /// The shard's simd-json working buffers (input copy with padding, string buffer,
+    /// structural indexes, stage-2 stack), kept between parses: without them every bind
+    /// allocates four buffers, two of them at least the body's size (large requests to
+    /// malloc, which consolidate its free lists each time). A parse never awaits, so one
+    /// set per thread serves every connection.
+    static JSON_BUFFERS: RefCell<Option<simd_json::Buffers>> = const { RefCell::new(None) };
+}
+
+/// Runs `parse` with the shard's kept simd-json buffers (a fresh set for a body over
+/// [`KEPT_JSON_BUFFERS_UP_TO`], or when a parse on this thread is already using them).
+fn with_json_buffers<R>(len: usize, parse: impl FnOnce(&mut simd_json::Buffers) -> R) -> R {
+    if len > KEPT_JSON_BUFFERS_UP_TO {
+        return parse(&mut simd_json::Buffers::new(len));
+    }
+    JSON_BUFFERS.with(|kept| match kept.try_borrow_mut() {
+        Ok(mut kept) => {
+            parse(kept.get_or_insert_with(|| simd_json::Buffers::new(KEPT_JSON_BUFFERS_UP_TO / 16)))
+        }
+        Err(_) => parse(&mut simd_json::Buffers::new(len)),
+    })
 }

@@ -57,6 +57,38 @@ fn check_table(addr: std::net::SocketAddr) {
     }
 }
 
+/// The shard keeps its JSON parser's buffers between requests: documents of every size
+/// (a few bytes, kilobytes, one past the size whose buffers are kept), and a broken one
+/// between them, each bind sees its own document only.
+#[test]
+fn echo_binds_documents_of_mixed_sizes_on_one_connection() {
+    let doc = |n: usize| serde_json::json!({ "n": n, "text": "é\"x".repeat(n / 4), "list": [n, 1.5, null] });
+    for backend in BACKENDS {
+        let server = start_default(1, backend);
+        let base = format!("http://{}", server.local_addr());
+        let agent = ureq::AgentBuilder::new().build();
+        for (round, size) in [10, 4_000, 200_000, 12, 70_000, 0, 1_000].into_iter().enumerate() {
+            if size == 0 {
+                // A document cut short: 400, and the next bind is unaffected.
+                match agent.post(&format!("{base}/echo")).send_string(r#"{"n": [1, 2"#) {
+                    Err(ureq::Error::Status(400, _)) => continue,
+                    other => panic!("{backend} round {round}: expected 400, got {other:?}"),
+                }
+            }
+            let sent = doc(size);
+            let r = agent
+                .post(&format!("{base}/echo"))
+                .set("content-type", "application/json")
+                .send_string(&sent.to_string())
+                .unwrap_or_else(|e| panic!("{backend} round {round} ({size}): {e}"));
+            let echoed: serde_json::Value =
+                serde_json::from_str(&r.into_string().expect("body")).expect("json");
+            assert_eq!(echoed, sent, "{backend} round {round} ({size})");
+        }
+        server.shutdown();
+    }
+}
+
 #[test]
 fn default_app_answers_its_table_on_both_backends_and_shard_counts() {
     for backend in BACKENDS {
