@@ -154,6 +154,12 @@ fn json(c: &mut Criterion) {
             serde_json::to_writer(&mut out, black_box(&msg)).is_ok()
         })
     });
+    g.bench_function("serialize hello: sonic-rs", |b| {
+        b.iter(|| {
+            out.clear();
+            sonic_rs::to_writer(&mut out, black_box(&msg)).is_ok()
+        })
+    });
     // Documents: simd-json escapes long strings with SIMD (twice as fast on the echo
     // document), serde_json writes numbers and short strings faster (twice as fast on the
     // 1 KiB items document); `Context::json` keeps serde_json.
@@ -163,8 +169,17 @@ fn json(c: &mut Criterion) {
         serde_json::from_str(&text).expect("the echo document parses")
     };
     let items: serde_json::Value = serde_json::from_str(&doc).expect("the items document parses");
+    // A typical API answer: ten users, integers, booleans and short strings.
+    let users: serde_json::Value = (0..10)
+        .map(|i| {
+            serde_json::json!({
+                "id": 1000 + i, "name": format!("user {i}"), "email": format!("u{i}@example.com"),
+                "active": i % 2 == 0, "roles": ["admin", "dev"], "age": 20 + i,
+            })
+        })
+        .collect();
     out.reserve(2048);
-    for (name, value) in [("echo 1 KiB", &echo), ("items 1 KiB", &items)] {
+    for (name, value) in [("echo 1 KiB", &echo), ("items 1 KiB", &items), ("users 10", &users)] {
         g.bench_function(format!("serialize {name}: simd-json"), |b| {
             b.iter(|| {
                 out.clear();
@@ -175,6 +190,12 @@ fn json(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 serde_json::to_writer(&mut out, black_box(value)).is_ok()
+            })
+        });
+        g.bench_function(format!("serialize {name}: sonic-rs"), |b| {
+            b.iter(|| {
+                out.clear();
+                sonic_rs::to_writer(&mut out, black_box(value)).is_ok()
             })
         });
     }

@@ -487,10 +487,13 @@ impl Context {
         resp.set_status(status);
         resp.body.clear();
         resp.set_content_type(b"application/json");
-        // serde_json writes: 18 ns against simd-json's 21 ns for a small message, twice as
-        // fast on a number-rich 1 KiB document, half as fast on one long string
-        // (benches/micro.rs, `json/serialize`); no allocation either way.
-        if let Err(e) = serde_json::to_writer(&mut resp.body, value) {
+        // sonic-rs writes serde_json's bytes (the same escapes, numbers and map-key rules)
+        // and escapes strings sixteen bytes at a time: benches/micro.rs `json/serialize`,
+        // idle machine, sonic-rs against serde_json: hello 19 against 29 ns, ten users
+        // 1.37 against 1.68 µs, the echo document (one long string) 0.26 against 0.77
+        // µs. simd-json's serializer loses on numbers (2.6 µs on the items document).
+        // No allocation once the body buffer has grown.
+        if let Err(e) = sonic_rs::to_writer(&mut resp.body, value) {
             tracing::error!(error = %e, path = self.path(), "response serialization failed");
             resp.body.clear();
             resp.content_type.clear();

@@ -216,6 +216,62 @@ fn bind_json_into_a_struct() {
     server.shutdown();
 }
 
+/// Values whose JSON has rules to get right: escapes, non-finite floats, integer map
+/// keys, 128-bit integers, map order.
+fn tricky_values() -> Vec<serde_json::Value> {
+    let mut int_keys = std::collections::BTreeMap::new();
+    int_keys.insert(7, "seven");
+    int_keys.insert(-1, "minus one");
+    vec![
+        serde_json::json!("a\u{0}\u{1f}\u{7f}\"\\/\n\t\r é€😀\u{2028}"),
+        serde_json::json!("x".repeat(5000) + "\"" + &"y".repeat(70)),
+        serde_json::json!([0.1, -0.0, 1e300, 5.0, 16777216.0, f64::MIN_POSITIVE]),
+        serde_json::to_value(int_keys).expect("int keys"),
+        serde_json::json!({"z": 1, "a": [u64::MAX, i64::MIN, null, true], "m": {"b": {}, "a": []}}),
+    ]
+}
+
+#[test]
+fn json_answers_are_serde_json_bytes_and_unserializable_values_are_500() {
+    let server = start_with(
+        || {
+            let mut r = Router::new();
+            r.get("/tricky/:i", |c: &mut Context| {
+                let i: usize = c.param("i").parse().unwrap_or(usize::MAX);
+                match tricky_values().get(i) {
+                    Some(v) => c.json(200, v),
+                    None => c.string(404, "no such value"),
+                }
+            })?;
+            r.get("/nan", |c: &mut Context| c.json(200, &[f64::NAN, f64::INFINITY]))?;
+            r.get("/u128", |c: &mut Context| c.json(200, &(u128::MAX, i128::MIN)))?;
+            r.get("/tuple-keys", |c: &mut Context| {
+                let mut m = std::collections::BTreeMap::new();
+                m.insert((1, 2), "pair");
+                c.json(200, &m);
+            })?;
+            Ok(r)
+        },
+        1,
+        IoBackend::Auto,
+        Limits::default(),
+    );
+    let mut c = Raw::connect(server.local_addr());
+    for (i, value) in tricky_values().iter().enumerate() {
+        let r = c.get(&format!("/tricky/{i}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), serde_json::to_string(value).expect("serializes"), "value {i}");
+    }
+    assert_eq!(c.get("/nan").text(), "[null,null]");
+    assert_eq!(c.get("/u128").text(), serde_json::to_string(&(u128::MAX, i128::MIN)).expect("u128"));
+    // A map with non-string keys has no JSON: 500 with an empty body, connection kept.
+    let r = c.get("/tuple-keys");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), "");
+    assert_eq!(c.get("/tricky/0").status, 200, "connection still in sync");
+    server.shutdown();
+}
+
 fn boom(_c: &mut Context) {
     panic!("handler bug");
 }
