@@ -41,7 +41,7 @@ fn probed(mut r: Router) -> Result<Router, RouteError> {
         let n = thread_allocations();
         let mut buf = itoa::Buffer::new();
         c.string(200, buf.format(n));
-        // `?keep`: an "after" probe leaves what the recorder holds for the message.
+        // `?keep` (an "after" probe) leaves what the recorder holds for the message.
         if c.query_string().is_empty() {
             record_first();
         }
@@ -77,20 +77,20 @@ fn one_shard(backend: ringo::IoBackend) -> ServerConfig {
     }
 }
 
-/// The shard thread's allocation count; arms the recorder for [`first_allocation`].
+/// The shard thread's allocation count; arms the recorder for [`assert_none_since`].
 fn allocations(c: &mut Raw) -> u64 {
     c.get("/__allocations").text().parse().expect("number")
 }
 
-/// The shard thread's allocation count, the recorder left as it is (an "after" probe).
-fn allocations_after(c: &mut Raw) -> u64 {
-    c.get("/__allocations?keep").text().parse().expect("number")
-}
-
-/// Where the shard made its first allocation since the last [`allocations`] probe before
-/// it (a backtrace), for failure messages.
-fn first_allocation(c: &mut Raw) -> String {
-    c.get("/__first_allocation").text()
+/// Asserts the shard made no allocation since the `before` probe; a failure names the
+/// count and where the first one came from (the recorder the `before` probe armed).
+fn assert_none_since(c: &mut Raw, before: u64, what: &str) {
+    // `?keep`: this probe leaves what the recorder holds for the message.
+    let after: u64 = c.get("/__allocations?keep").text().parse().expect("number");
+    if after != before {
+        let first = c.get("/__first_allocation").text();
+        panic!("{what}: {} allocations, the first at\n{first}", after - before);
+    }
 }
 
 #[test]
@@ -118,14 +118,7 @@ fn steady_state_keep_alive_requests_allocate_nothing() {
         while std::time::Instant::now() < until {
             round(&mut c);
         }
-        let after = allocations_after(&mut c);
-        assert_eq!(
-            after - before,
-            0,
-            "{backend}: {} allocations in steady state, the first at\n{}",
-            after - before,
-            first_allocation(&mut c)
-        );
+        assert_none_since(&mut c, before, &format!("{backend}, in steady state"));
         server.shutdown();
     }
 }
@@ -224,26 +217,12 @@ fn pipelines_bodies_errors_and_the_default_stack_allocate_nothing() {
             for (name, bytes, responses) in shapes {
                 let before = allocations(&mut c);
                 round(&mut c, bytes, responses, name);
-                let after = allocations_after(&mut c);
-                assert_eq!(
-                    after - before,
-                    0,
-                    "{backend} {stack} {name}: {} allocations, the first at\n{}",
-                    after - before,
-                    first_allocation(&mut c)
-                );
+                assert_none_since(&mut c, before, &format!("{backend} {stack} {name}"));
             }
             for (name, first, rest) in SPLIT {
                 let before = allocations(&mut c);
                 split_round(&mut c, first, rest, name);
-                let after = allocations_after(&mut c);
-                assert_eq!(
-                    after - before,
-                    0,
-                    "{backend} {stack} {name}: {} allocations, the first at\n{}",
-                    after - before,
-                    first_allocation(&mut c)
-                );
+                assert_none_since(&mut c, before, &format!("{backend} {stack} {name}"));
             }
             if spans {
                 assert!(
@@ -318,14 +297,7 @@ fn client_ip_and_cors_allocate_nothing_in_steady_state() {
         let before = allocations(&mut c);
         assert!(before > 0, "the counter sees the shard's start-up allocations");
         round(&mut c);
-        let after = allocations_after(&mut c);
-        assert_eq!(
-            after - before,
-            0,
-            "{backend}: {} allocations in steady state, the first at\n{}",
-            after - before,
-            first_allocation(&mut c)
-        );
+        assert_none_since(&mut c, before, &format!("{backend}, in steady state"));
         // And the answers are right.
         c.send(b"GET /ip HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, 198.51.100.7, 127.0.0.2\r\n\r\n");
         assert_eq!(c.response().text(), "198.51.100.7");
@@ -362,16 +334,9 @@ fn parking_and_unparking_allocate_nothing() {
             let before = allocations(&mut c);
             assert!(parked(0, &mut other), "{backend} cycle {cycle}: unparked");
             assert!(parked(1, &mut other), "{backend} cycle {cycle}: parked");
-            let after = allocations_after(&mut c);
             // `other`'s requests and the metric reads ran meanwhile; their allocations are
             // zero (steady state), so the difference is the park and unpark of `c`.
-            assert_eq!(
-                after - before,
-                0,
-                "{backend} cycle {cycle}: {} allocations across a park and unpark, the first at\n{}",
-                after - before,
-                first_allocation(&mut c)
-            );
+            assert_none_since(&mut c, before, &format!("{backend} cycle {cycle}, across a park and unpark"));
         }
         server.shutdown();
     }
