@@ -59,10 +59,13 @@ struct Args {
     rate: Option<f64>,
     /// `--body FILE`: POST this as an `application/json` body instead of a GET.
     body: Option<Vec<u8>>,
+    /// `--fields FILE`: header field lines (`Name: value`, one a line) sent after `Host`,
+    /// for heads like a browser's.
+    fields: String,
 }
 
 fn usage() -> String {
-    "usage: blast [--connections N] [--depth N | --rate R] [--duration SECONDS] [--threads N] [--body FILE] http://HOST:PORT/PATH"
+    "usage: blast [--connections N] [--depth N | --rate R] [--duration SECONDS] [--threads N] [--body FILE] [--fields FILE] http://HOST:PORT/PATH"
         .to_string()
 }
 
@@ -73,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
     let mut threads = 1;
     let mut rate = None;
     let mut body = None;
+    let mut fields = String::new();
     let mut url = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -96,6 +100,18 @@ fn parse_args() -> Result<Args, String> {
             "--body" | "-b" => {
                 let file = value(&arg)?;
                 body = Some(std::fs::read(&file).map_err(|e| format!("--body: cannot read {file:?}: {e}"))?);
+            }
+            "--fields" | "-f" => {
+                let file = value(&arg)?;
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("--fields: cannot read {file:?}: {e}"))?;
+                for line in text.lines().map(str::trim_end).filter(|line| !line.is_empty()) {
+                    if !line.contains(':') {
+                        return Err(format!("--fields: {line:?} in {file:?} is not a `Name: value` line"));
+                    }
+                    fields.push_str(line);
+                    fields.push_str("\r\n");
+                }
             }
             "--help" | "-h" => return Err(usage()),
             _ if url.is_none() && !arg.starts_with('-') => url = Some(arg),
@@ -126,6 +142,7 @@ fn parse_args() -> Result<Args, String> {
         threads: threads.min(connections),
         rate,
         body,
+        fields,
     })
 }
 
@@ -152,12 +169,15 @@ fn main() -> ExitCode {
         }
     };
     let request = match &args.body {
-        None => format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes(),
+        None => {
+            format!("GET {} HTTP/1.1\r\nHost: {}\r\n{}\r\n", args.path, args.host, args.fields).into_bytes()
+        }
         Some(body) => {
             let head = format!(
-                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 args.path,
                 args.host,
+                args.fields,
                 body.len()
             );
             [head.as_bytes(), body].concat()
