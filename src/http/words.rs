@@ -168,13 +168,20 @@ pub(crate) fn find(buf: &[u8], from: usize, stop: Stop) -> Option<usize> {
         let hits = stop.block(block) & (!0u32 << (read - last));
         return (hits != 0).then(|| from + last + hits.trailing_zeros() as usize);
     }
+    find_by_words(rest, stop).map(|i| from + i)
+}
+
+/// [`find`] from the start of `rest`, eight bytes a step: the search where SSE2 is
+/// missing, and for rests shorter than sixteen bytes.
+#[inline(always)]
+fn find_by_words(rest: &[u8], stop: Stop) -> Option<usize> {
     let words = rest.chunks_exact(8);
     let tail = words.remainder();
     let read = rest.len() - tail.len();
     for (i, word) in words.enumerate() {
         let hits = word.first_chunk::<8>().map_or(0, |word| stop.word(u64::from_le_bytes(*word)));
         if hits != 0 {
-            return Some(from + i * 8 + first_flagged(hits));
+            return Some(i * 8 + first_flagged(hits));
         }
     }
     if tail.is_empty() {
@@ -186,9 +193,9 @@ pub(crate) fn find(buf: &[u8], from: usize, stop: Stop) -> Option<usize> {
             // flag follows from them): only the tail's flags count.
             let last = rest.len() - 8;
             let hits = stop.word(u64::from_le_bytes(*word)) & (!0u64 << (8 * (read - last)));
-            (hits != 0).then(|| from + last + first_flagged(hits))
+            (hits != 0).then(|| last + first_flagged(hits))
         }
-        None => tail.iter().position(|&b| stop.byte(b)).map(|i| from + i),
+        None => tail.iter().position(|&b| stop.byte(b)),
     }
 }
 
@@ -361,6 +368,10 @@ mod tests {
                 for (stop, in_class) in classes {
                     let plain = s.get(from..).and_then(|r| r.iter().position(|&c| in_class(c)));
                     assert_eq!(find(s, from, stop), plain.map(|i| from + i), "{case}, {stop:?} from {from}");
+                    if let Some(rest) = s.get(from..) {
+                        // The word search alone too, as targets without SSE2 run it.
+                        assert_eq!(find_by_words(rest, stop), plain, "{case}, {stop:?} by words from {from}");
+                    }
                 }
             }
             let plain = s.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
