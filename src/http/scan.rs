@@ -17,7 +17,6 @@
 //! the CR of a CRLF). So a byte costs a fraction of an instruction and a line a few
 //! dozen: about 540 instructions for wrk's 49-byte head, 2 710 for a 600-byte browser head
 //! (3 770 when values were searched eight bytes at a time and names a byte at a time).
-//!
 
 use super::chars::{TCHAR, is};
 use super::method::Method;
