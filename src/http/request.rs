@@ -37,7 +37,7 @@ use super::error::HttpError;
 use super::limits::{HEADER_ARRAY, Limits};
 use super::method::Method;
 use super::scan::{self, Scanned};
-use super::words::{same_bytes, token_eq_lower};
+use super::words::{Stop, find_before, same_bytes, token_eq_lower};
 
 /// The largest offset a [`Span`] can hold: a request (head and in-buffer body) must end
 /// at or before it.
@@ -466,15 +466,16 @@ fn split_target(buf: &[u8], head: &mut RequestHead) -> Result<Option<Span>, Http
             return Err(HttpError::InvalidTarget);
         };
     let rest = &bytes[path_start..];
+    let path_at = base + path_start;
     // One pass in the common case: the path ends at '?' (or the end) and holds no '%'.
-    let mut path_len = scan::find_query_or_escape(rest).unwrap_or(rest.len());
+    let mut path_len = find_before(buf, path_at, base + bytes.len(), Stop::QueryOrEscape)
+        .map_or(rest.len(), |at| at - path_at);
     if rest.get(path_len) == Some(&b'%') {
         path_len += rest[path_len..].iter().position(|&b| b == b'?').unwrap_or(rest.len() - path_len);
         if !pct_encoding_ok(&rest[..path_len]) {
             return Err(HttpError::InvalidTarget);
         }
     }
-    let path_at = base + path_start;
     head.path = match slash {
         Some(slash) if path_len == 0 => slash,
         _ => Span::new(path_at, path_at + path_len),

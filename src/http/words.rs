@@ -171,6 +171,23 @@ pub(crate) fn find(buf: &[u8], from: usize, stop: Stop) -> Option<usize> {
     find_by_words(rest, stop).map(|i| from + i)
 }
 
+/// [`find`] within `from..end`, reading one whole block of `buf` past `end` where `buf`
+/// has it: a short range inside a longer buffer (a request target inside its head) costs
+/// one block instead of a word search with its tail.
+#[inline(always)]
+pub(crate) fn find_before(buf: &[u8], from: usize, end: usize, stop: Stop) -> Option<usize> {
+    debug_assert!(from <= end && end <= buf.len());
+    #[cfg(target_arch = "x86_64")]
+    if end.checked_sub(from).is_some_and(|len| len <= 16) {
+        if let Some(block) = buf.get(from..).and_then(|rest| rest.first_chunk::<16>()) {
+            // Only the range's bytes count.
+            let hits = stop.block(block) & ((1u32 << (end - from)) - 1);
+            return (hits != 0).then(|| from + hits.trailing_zeros() as usize);
+        }
+    }
+    find(buf.get(..end)?, from, stop)
+}
+
 /// [`find`] from the start of `rest`, eight bytes a step: the search where SSE2 is
 /// missing, and for rests shorter than sixteen bytes.
 #[inline(always)]
@@ -371,6 +388,18 @@ mod tests {
                     if let Some(rest) = s.get(from..) {
                         // The word search alone too, as targets without SSE2 run it.
                         assert_eq!(find_by_words(rest, stop), plain, "{case}, {stop:?} by words from {from}");
+                        // Ranges that end before the buffer does.
+                        for end in [from, from + 1, from + 9, from + 16, from + 17]
+                            .into_iter()
+                            .filter(|&e| e <= s.len())
+                        {
+                            let plain = s[from..end].iter().position(|&c| in_class(c)).map(|i| from + i);
+                            assert_eq!(
+                                find_before(s, from, end, stop),
+                                plain,
+                                "{case}, {stop:?} in {from}..{end}"
+                            );
+                        }
                     }
                 }
             }
