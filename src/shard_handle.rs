@@ -23,10 +23,12 @@ use crate::http::date::DateCache;
 use crate::metrics::ShardStats;
 use crate::span_ring::SpanRing;
 
-/// The shard's monotonic clock: the engine reads the system clock once when a read
-/// completes and once when a request ends ([`refresh`](ShardClock::refresh)), and every
-/// deadline, request start and rate-limit check in between uses that reading
-/// ([`now`](ShardClock::now)), stale by at most the work done since.
+/// The shard's monotonic clock. When a read completes the engine takes the runtime's
+/// loop-turn reading ([`sync`](ShardClock::sync): when the turn's completions had
+/// arrived, no clock read), and when it writes responses it reads the system clock
+/// ([`refresh`](ShardClock::refresh): their latency ends then); every deadline, request
+/// start and rate-limit check in between uses the last of these ([`now`](ShardClock::now)),
+/// stale by at most the work done since.
 #[derive(Debug)]
 pub(crate) struct ShardClock {
     now: Cell<Instant>,
@@ -41,6 +43,16 @@ impl ShardClock {
     #[inline]
     pub(crate) fn now(&self) -> Instant {
         self.now.get()
+    }
+
+    /// Takes the runtime's loop-turn reading, unless the clock already holds a later one
+    /// (a write this turn refreshed it).
+    #[inline]
+    pub(crate) fn sync(&self) {
+        let turn = crate::rt::loop_clock();
+        if turn > self.now.get() {
+            self.now.set(turn);
+        }
     }
 
     /// Reads the system clock, keeps and returns the reading.
@@ -148,4 +160,28 @@ impl ShardHandle {
 /// `time` since the Unix epoch (zero for a clock set before it).
 fn since_epoch(time: SystemTime) -> Duration {
     time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::{Runtime, RuntimeConfig};
+
+    #[test]
+    fn the_clock_takes_the_turn_reading_and_never_goes_back() {
+        let mut rt = Runtime::new(RuntimeConfig::default()).expect("shard runtime");
+        rt.block_on(async {
+            let clock = ShardClock::new();
+            std::thread::sleep(Duration::from_millis(2));
+            // A write read the clock after the turn began: a sync keeps that reading.
+            let written = clock.refresh();
+            clock.sync();
+            assert_eq!(clock.now(), written);
+            // A turn later (the sleep waits in the driver) the turn's reading is newer.
+            crate::rt::sleep(Duration::from_millis(5)).await;
+            clock.sync();
+            assert!(clock.now() >= written + Duration::from_millis(5));
+            assert_eq!(clock.now(), crate::rt::loop_clock());
+        });
+    }
 }

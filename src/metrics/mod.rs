@@ -106,7 +106,8 @@ impl ShardStats {
 
     /// Adds `n` requests that each took `took` to the latency histogram.
     pub(crate) fn record_latency(&self, took: Duration, n: u64) {
-        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        // u64 arithmetic (`as_micros` is u128): this runs once per flush.
+        let us = took.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(took.subsec_micros()));
         let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
         add(&self.latency_buckets[bucket], n);
         add(&self.latency_sum_us, us.saturating_mul(n));

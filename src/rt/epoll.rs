@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::Instant;
+use std::time::Duration;
 
 /// Events reaped by one `epoll_wait`.
 const EVENTS: usize = 256;
@@ -159,15 +159,13 @@ impl Driver {
         }
     }
 
-    /// Waits for events (until `deadline`, or not at all with `None`... see `wait`) and
-    /// wakes the waiters. `wait`: `None` to return at once, `Some(None)` to wait for an
-    /// event, `Some(Some(deadline))` to wait until the deadline at most.
-    pub(crate) fn poll_events(&self, wait: Option<Option<Instant>>) {
+    /// Waits for events and wakes the waiters. `wait`: `None` to return at once,
+    /// `Some(None)` to wait for an event, `Some(Some(limit))` to wait for `limit` at most.
+    pub(crate) fn poll_events(&self, wait: Option<Option<Duration>>) {
         let timeout_ms: libc::c_int = match wait {
             None => 0,
             Some(None) => -1,
-            Some(Some(deadline)) => {
-                let left = deadline.saturating_duration_since(Instant::now());
+            Some(Some(left)) => {
                 // Rounded up: waking before a timer's deadline only costs another turn.
                 left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
             }

@@ -294,9 +294,9 @@ impl Driver {
     }
 
     /// Submits what is queued and dispatches the completions. `wait`: `None` to return
-    /// at once (tasks are ready), `Some(deadline)` to wait for one completion, until the
-    /// next timer's deadline if there is one.
-    pub(crate) fn submit_and_reap(&self, wait: Option<Option<Instant>>) {
+    /// at once (tasks are ready), `Some(limit)` to wait for one completion, for at most
+    /// `limit` (the time left to the next timer) if there is one.
+    pub(crate) fn submit_and_reap(&self, wait: Option<Option<Duration>>) {
         {
             let mut ring = self.ring.borrow_mut();
             let (queued, kernel_has_work) = {
@@ -314,13 +314,11 @@ impl Driver {
             let submitter = ring.submitter();
             let result = match wait {
                 Some(None) => submitter.submit_and_wait(1),
-                Some(Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => {
-                        let ts = Timespec::new().sec(left.as_secs()).nsec(left.subsec_nanos());
-                        submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
-                    }
-                    _ => reap_now(&submitter, queued),
-                },
+                Some(Some(left)) if !left.is_zero() => {
+                    let ts = Timespec::new().sec(left.as_secs()).nsec(left.subsec_nanos());
+                    submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+                }
+                Some(Some(_)) => reap_now(&submitter, queued),
                 None => reap_now(&submitter, queued),
             };
             match result {
@@ -440,7 +438,7 @@ impl Drop for Driver {
                     slot.state = State::Abandoned;
                 }
             }
-            self.submit_and_reap(Some(Some(Instant::now() + Duration::from_millis(50))));
+            self.submit_and_reap(Some(Some(Duration::from_millis(50))));
         }
     }
 }

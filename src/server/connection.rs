@@ -186,7 +186,7 @@ impl Connection {
         let ready = Watched::new(watch, io.readable()).await;
         watch.disarm();
         parked.set(parked.get() - 1);
-        self.handle.clock.refresh();
+        self.handle.clock.sync();
         match ready {
             Ok(r) => r.map(|()| true),
             Err(_) => Ok(false),
@@ -196,7 +196,7 @@ impl Connection {
     /// Reads once, until `deadline` at the latest, taking at most [`READ_CHUNK`] bytes.
     /// Pending bytes are compacted first; `want` is the total pending size the caller
     /// needs (the buffer grows to hold it, from the pool's size classes). A completed
-    /// read refreshes the shard clock.
+    /// read brings the shard clock to the runtime's loop-turn reading.
     ///
     /// An idle connection (nothing pending, marked idle) first waits for readiness,
     /// which holds no buffer and takes no byte: that wait is the one the shard may
@@ -243,7 +243,7 @@ impl Connection {
         match read {
             Ok((result, buf)) => {
                 self.input.buf = buf;
-                self.handle.clock.refresh();
+                self.handle.clock.sync();
                 match result {
                     Ok(n) => {
                         self.handle.stats.add_bytes(n as u64, 0);
