@@ -15,10 +15,13 @@
 //!
 //! It also times requests for the latency histogram: a request's latency runs from its
 //! start (the shard clock's reading when its head was parsed: when its bytes were read,
-//! or when an await before it ended) until its response is about to be written, which
-//! is when a client of a pipelined batch can first have it. The clock is read then,
-//! once for all the requests that share a start, not once per request (the read was
-//! the largest single cost of a saturated shard: 9 % of its time under `perf`).
+//! or when an await before it ended) until its response has been written (handed to the
+//! socket), as nginx's `$request_time` does; a client of a pipelined batch has its
+//! response no earlier. The time is taken once for all the requests written together,
+//! not once per request (a clock read per request was the largest single cost of a
+//! saturated shard: 9 % of its time under `perf`), and on io_uring without reading the
+//! clock at all: the write completes in a later loop turn, whose reading
+//! (`rt::loop_clock`) is the time. A write that completes at once (epoll) reads it.
 //!
 //! Invariant: `queued <= in_flight`, and the shard's `in_flight` gauge includes this
 //! transport's `in_flight` until `flush` writes the queued responses or `settle` gives
@@ -67,8 +70,8 @@ impl Transport {
     }
 
     /// Times a request answered in `out` that started at `started`: its latency runs
-    /// until its response is about to be written, and is recorded then ([`flush`]
-    /// and [`settle`] do). Requests that share a start (a pipelined batch: the shard
+    /// until its response is written, and is recorded then ([`flush`] and [`settle`]
+    /// do). Requests that share a start (a pipelined batch: the shard
     /// clock does not move while sync handlers run) share one clock read; a new start
     /// records the requests before it at once.
     ///
@@ -88,6 +91,22 @@ impl Transport {
     fn record_latency(&mut self, stats: &ShardStats, clock: &ShardClock) {
         if let Some((start, n)) = self.latency_run.take() {
             stats.record_latency(clock.refresh().saturating_duration_since(start), n);
+        }
+    }
+
+    /// Records the timed requests' latency after a write that began in the loop turn
+    /// read at `turn`: a write that waited for a later turn ends at that turn's reading
+    /// (no clock read), one that completed at once reads the clock.
+    fn record_written_latency(&mut self, stats: &ShardStats, clock: &ShardClock, turn: Instant) {
+        if self.latency_run.is_none() {
+            return;
+        }
+        let now = crate::rt::loop_clock();
+        if now == turn {
+            self.record_latency(stats, clock);
+        } else if let Some((start, n)) = self.latency_run.take() {
+            clock.sync();
+            stats.record_latency(now.saturating_duration_since(start), n);
         }
     }
 
@@ -113,13 +132,15 @@ impl Transport {
         clock: &ShardClock,
         timeout: Duration,
     ) -> io::Result<()> {
-        self.record_latency(stats, clock);
         if self.out.is_empty() && self.tail.is_empty() {
+            self.record_latency(stats, clock);
             return Ok(());
         }
         let (Some(io), Some(watch)) = (self.io.as_mut(), self.watch.as_ref()) else {
+            self.record_latency(stats, clock);
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no connection"));
         };
+        let turn = crate::rt::loop_clock();
         let len = (self.out.len() + self.tail.len()) as u64;
         watch.arm(clock.now() + timeout);
         let written = if self.tail.is_empty() {
@@ -144,6 +165,7 @@ impl Transport {
             )
         };
         watch.disarm();
+        self.record_written_latency(stats, clock, turn);
         match written {
             Ok(Ok(())) => {
                 stats.add_bytes(0, len);

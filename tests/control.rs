@@ -144,6 +144,39 @@ fn a_pipelined_batch_is_timed_until_its_responses_are_written() {
     server.shutdown();
 }
 
+/// A response far larger than the socket buffers take without the client reading.
+const LARGE: usize = 16 << 20;
+
+fn large_app() -> Result<Router, RouteError> {
+    let mut r = Router::new();
+    r.get("/large", |c: &mut Context| c.bytes(200, "application/octet-stream", &vec![b'x'; LARGE]))?;
+    Ok(r)
+}
+
+#[test]
+fn a_response_is_timed_until_the_socket_has_taken_it() {
+    // The client waits 300 ms before reading: the write cannot complete before it reads,
+    // and the latency runs until it does (nginx's $request_time). On io_uring the time is
+    // the loop turn's in which the write completed; on epoll the write waited for
+    // writability, a later turn too.
+    for backend in [IoBackend::Uring, IoBackend::Epoll] {
+        let server = start(large_app, 1, |c| c.io_backend = backend);
+        let admin_addr = server.admin_addr().expect("admin");
+        let mut c = Raw::connect(server.local_addr());
+        c.send(b"GET /large HTTP/1.1\r\nHost: a\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(300));
+        let r = c.response();
+        assert_eq!((r.status, r.body.len()), (200, LARGE), "{backend:?}");
+        let name = "ringo_http_request_duration_seconds";
+        let m = metrics_until(admin_addr, |m| sum(m, &format!("{name}_count"), &[]) >= 1.0);
+        assert_eq!(sum(&m, &format!("{name}_count"), &[]), 1.0, "{backend:?}: {m}");
+        let early = sum(&m, &format!("{name}_bucket"), &["le=\"0.25\""]);
+        assert_eq!(early, 0.0, "{backend:?}: timed past the client's wait: {m}");
+        assert!(sum(&m, &format!("{name}_sum"), &[]) >= 0.29, "{backend:?}: {m}");
+        server.shutdown();
+    }
+}
+
 fn blocking_app() -> Result<Router, RouteError> {
     let mut r = Router::new();
     r.get("/block", |c: &mut Context| {

@@ -114,7 +114,7 @@ pub(crate) fn render(e: &Exposition<'_>) -> String {
         &mut out,
         "ringo_http_request_duration_seconds",
         "histogram",
-        "Time from a request's start (its bytes read, or the await before it ended) until its response is about to be written.",
+        "Time from a request's start (its bytes read, or the await before it ended) until its response is written (handed to the socket).",
     );
     for s in e.shards {
         let labels = format!("shard=\"{}\"", s.shard);
