@@ -402,5 +402,14 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, router, parsing, json, arena, middleware, tasks, breaker, redis, cache);
+/// What one monotonic clock read costs on this machine: the engine reads it once a loop
+/// turn (and once a flush on epoll) instead of once a read and once a request;
+/// `scripts/clock-reads` counts the reads a request.
+fn clock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clock");
+    g.bench_function("Instant::now", |b| b.iter(|| black_box(std::time::Instant::now())));
+    g.finish();
+}
+
+criterion_group!(benches, router, parsing, json, arena, middleware, tasks, breaker, redis, cache, clock);
 criterion_main!(benches);
