@@ -26,10 +26,10 @@ use crate::span_ring::SpanRing;
 /// The shard's monotonic clock. When a read completes the engine takes the runtime's
 /// loop-turn reading ([`sync`](ShardClock::sync): when the turn's completions had
 /// arrived, no clock read), and so it does when a write of responses completes in a
-/// later turn (io_uring); a write that completes at once (epoll) reads the system clock
-/// ([`refresh`](ShardClock::refresh)): the responses' latency ends then. Every deadline, request
-/// start and rate-limit check in between uses the last of these ([`now`](ShardClock::now)),
-/// stale by at most the work done since.
+/// later turn (io_uring); a write that completes at once (epoll) reads the system
+/// clock ([`refresh`](ShardClock::refresh)): the responses' latency ends then. Every
+/// deadline, request start and rate-limit check in between uses the last of these
+/// ([`now`](ShardClock::now)), stale by at most the work done since the turn began.
 #[derive(Debug)]
 pub(crate) struct ShardClock {
     now: Cell<Instant>,

@@ -71,9 +71,9 @@ impl Transport {
 
     /// Times a request answered in `out` that started at `started`: its latency runs
     /// until its response is written, and is recorded then ([`flush`] and [`settle`]
-    /// do). Requests that share a start (a pipelined batch: the shard
-    /// clock does not move while sync handlers run) share one clock read; a new start
-    /// records the requests before it at once.
+    /// do). Requests that share a start (a pipelined batch: the shard clock does not
+    /// move while sync handlers run) share one timing; a new start records the requests
+    /// before it at once, up to a fresh clock reading.
     ///
     /// [`flush`]: Transport::flush
     /// [`settle`]: Transport::settle

@@ -168,7 +168,8 @@ thread_local! {
 
 /// The current loop turn's clock reading: when the driver's last wait returned, so when
 /// every completion this turn dispatches had arrived (the system clock outside a runtime).
-/// Costs a thread-local read instead of a clock read (about 55 ns under a VM's TSC clock).
+/// Costs a thread-local read instead of a clock read (34 ns on a VM's TSC clock source:
+/// `cargo bench --bench micro -- clock`).
 pub(crate) fn loop_clock() -> Instant {
     CURRENT
         .try_with(|current| {
