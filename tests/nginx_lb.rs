@@ -17,7 +17,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_ringo");
 
 fn start_ringo(port: u16) -> Child {
     let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin", "127.0.0.1:0", "--shards", "1"])
+        // No admin listener: one bound to port 0 can take a port this test reserved with
+        // `free_port` and has not bound yet (nginx's, or the other instance's).
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin", "", "--shards", "1"])
         .args(["--log", "warn"])
         .env("RINGO_DRAIN_DELAY_MS", "200")
         .stdout(Stdio::null())
@@ -58,9 +60,10 @@ fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
 #[test]
 fn rolling_restart_behind_nginx_loses_no_request() {
     let (pa, pb, pn) = (free_port(), free_port(), free_port());
+    // nginx first: its port is bound before anything else here binds or connects.
+    let nginx = start_nginx(pn, &[pa, pb]);
     let mut a = start_ringo(pa);
     let mut b = start_ringo(pb);
-    let nginx = start_nginx(pn, &[pa, pb]);
     let front: SocketAddr = format!("127.0.0.1:{pn}").parse().expect("addr");
 
     let stop = Arc::new(AtomicBool::new(false));
