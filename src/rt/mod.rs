@@ -94,9 +94,6 @@ pub(crate) struct Core {
     pub(crate) exec: executor::Executor,
     pub(crate) timers: RefCell<timer::Timers>,
     driver: Driver,
-    /// The clock read once a loop turn (after the wait): the timers fire by it, the next
-    /// wait is measured from it, and [`loop_clock`] hands it out.
-    now: Cell<Instant>,
 }
 
 // One per runtime, built once and never moved: the variants' sizes do not matter.
@@ -167,9 +164,10 @@ thread_local! {
 }
 
 thread_local! {
-    /// The current runtime's loop-turn reading (`None` outside `block_on`), kept apart
-    /// from [`CURRENT`] so reading it is a plain thread-local load: no borrow flag, no
-    /// destructor state.
+    /// The current runtime's loop-turn reading (`None` outside a runtime): read once a
+    /// turn after the wait; the timers fire by it, the next wait is measured from it, and
+    /// [`loop_clock`] hands it out. Kept apart from [`CURRENT`] so reading it is a plain
+    /// thread-local load: no borrow flag, no destructor state.
     static TURN_CLOCK: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
@@ -234,7 +232,6 @@ impl Runtime {
             exec: executor::Executor::default(),
             timers: RefCell::new(timer::Timers::default()),
             driver,
-            now: Cell::new(Instant::now()),
         };
         Ok(Runtime { core: Rc::new(core) })
     }
@@ -253,6 +250,7 @@ impl Runtime {
         let waker = executor::main_waker(core.tag);
         let mut cx = TaskContext::from_waker(&waker);
         core.exec.wake_main();
+        let mut now = loop_clock();
         loop {
             if core.exec.take_main_woken()
                 && let Poll::Ready(out) = future.as_mut().poll(&mut cx)
@@ -265,14 +263,12 @@ impl Runtime {
                 return out;
             }
             core.exec.run_ready_batch(core.tag);
-            core.timers.borrow_mut().fire(core.now.get());
+            core.timers.borrow_mut().fire(now);
             let idle = !core.exec.has_ready() && !core.exec.main_woken();
             // The wait is measured from the turn's reading, not a fresh one: a timer fires
             // late by at most the batch just run, and the turn reads the clock once.
             let wait = if idle {
-                Some(
-                    core.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(core.now.get())),
-                )
+                Some(core.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(now)))
             } else {
                 None
             };
@@ -280,8 +276,7 @@ impl Runtime {
                 Driver::Uring(ring) => ring.submit_and_reap(wait),
                 Driver::Epoll(epoll) => epoll.poll_events(wait),
             }
-            let now = Instant::now();
-            core.now.set(now);
+            now = Instant::now();
             TURN_CLOCK.with(|c| c.set(Some(now)));
         }
     }
@@ -306,7 +301,7 @@ struct Entered {
 impl Entered {
     fn enter(core: &Rc<Core>) -> Entered {
         let previous = CURRENT.with(|c| c.borrow_mut().replace(Rc::clone(core)));
-        let previous_turn = TURN_CLOCK.with(|c| c.replace(Some(core.now.get())));
+        let previous_turn = TURN_CLOCK.with(|c| c.replace(Some(Instant::now())));
         Entered { previous, previous_turn }
     }
 }
